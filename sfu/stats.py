@@ -15,6 +15,7 @@ class DropReason(str, enum.Enum):
     STUN_MALFORMED = "stun_malformed"
     STUN_BAD_INTEGRITY = "stun_bad_integrity"
     STUN_UNKNOWN_USERNAME = "stun_unknown_username"
+    STUN_UNEXPECTED = "stun_unexpected"  # valid STUN we do not act on: stray responses, errors, other methods
     DTLS_ERROR = "dtls_error"
     NOT_CONNECTED = "not_connected"  # SRTP before the DTLS handshake finished
     SRTP_UNPROTECT_FAILED = "srtp_unprotect_failed"  # auth failure or replay

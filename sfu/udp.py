@@ -1,0 +1,230 @@
+"""The asyncio shell around `WebRtcTransport`s: one shared UDP socket, demultiplexing and timers.
+
+It is the only transport-layer module that reads the clock. Datagrams are demultiplexed by their first
+byte (RFC 7983 section 7): STUN by the local ufrag in USERNAME, DTLS and SRTP by the remote address an
+authenticated check came from. Timers live in one heap driven by a single periodic callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import random
+import socket
+from collections.abc import Callable
+
+from sfu.dtls import DtlsCertificate
+from sfu.ice import Addr, local_ufrag_of, parse_stun
+from sfu.stats import DropReason, MediaStats
+from sfu.transport import TransportListener, TransportRole, TransportState, WebRtcTransport
+
+TIMER_TICK = 0.02  # seconds; DTLS retransmits start at 1 s (RFC 6347 section 4.2.4.1), consent at 5 s
+SOCKET_BUFFER = 4 * 1024 * 1024  # bytes asked for SO_RCVBUF/SO_SNDBUF; the kernel may cap it
+
+_UNKNOWN_ADDRESS = DropReason.UNKNOWN_ADDRESS
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes, Addr], None]) -> None:
+        # Bound straight to the endpoint's handler: one call less per datagram.
+        self.datagram_received = on_datagram  # type: ignore[method-assign,assignment]
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors for one peer must not disturb the others; consent expiry handles dead peers
+
+
+class UdpEndpoint:
+    """One bound UDP socket shared by every transport created from it."""
+
+    def __init__(
+        self,
+        *,
+        sock: socket.socket,
+        stats: MediaStats,
+        clock: Callable[[], float],
+        certificate: DtlsCertificate,
+        rng: random.Random,
+        consent_timeout: float,
+    ) -> None:
+        self._sock = sock
+        self._sock_sendto = sock.sendto
+        self._stats = stats
+        self._drops = stats.drops
+        self._clock = clock
+        self.certificate = certificate
+        self._rng = rng
+        self._consent_timeout = consent_timeout
+        self._transport: asyncio.DatagramTransport | None = None
+        self._by_ufrag: dict[str, WebRtcTransport] = {}
+        self._by_addr: dict[Addr, WebRtcTransport] = {}
+        self._deadlines: dict[WebRtcTransport, float] = {}
+        self._heap: list[tuple[float, int, WebRtcTransport]] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @classmethod
+    async def create(
+        cls,
+        host: str,
+        port: int,
+        *,
+        stats: MediaStats,
+        clock: Callable[[], float] | None = None,
+        certificate: DtlsCertificate | None = None,
+        rng: random.Random | None = None,
+        consent_timeout: float = 30.0,
+    ) -> UdpEndpoint:
+        loop = asyncio.get_running_loop()
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_DGRAM)
+        try:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            sock.setblocking(False)
+            sock.bind(info[4])
+        except OSError:
+            sock.close()
+            raise
+        self = cls(
+            sock=sock,
+            stats=stats,
+            clock=clock or loop.time,
+            certificate=certificate or DtlsCertificate.generate(),
+            rng=rng or random.Random(),
+            consent_timeout=consent_timeout,
+        )
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self._datagram_received), sock=sock)
+        self._transport = transport
+        self._timer = loop.call_later(TIMER_TICK, self._tick)
+        return self
+
+    @property
+    def local_address(self) -> Addr:
+        host, port = self._sock.getsockname()[:2]
+        return (host, port)
+
+    @property
+    def transports(self) -> list[WebRtcTransport]:
+        return list(self._by_ufrag.values())
+
+    def create_transport(self, listener: TransportListener, *, role: TransportRole = "server") -> WebRtcTransport:
+        if self._closed:
+            raise RuntimeError("endpoint closed")
+        transport = WebRtcTransport(
+            stats=self._stats,
+            certificate=self.certificate,
+            listener=listener,
+            send=self._send,
+            rng=self._rng,
+            role=role,
+            consent_timeout=self._consent_timeout,
+            on_close=self._forget,
+        )
+        self._by_ufrag[transport.ice_ufrag] = transport
+        return transport
+
+    def connect(self, transport: WebRtcTransport, remote_addr: Addr) -> None:
+        """Client role: route the server's answers from `remote_addr` to `transport` and start ICE.
+
+        Datagrams from the server carry nothing but its address, so one endpoint holds at most one client
+        transport per server address; a load client opens one endpoint per simulated participant.
+        """
+        self._by_addr[remote_addr] = transport
+        transport.connect(remote_addr, now=self._clock())
+        self._refresh(transport)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for transport in list(self._by_ufrag.values()):
+            transport.close("endpoint_closed")
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+    # ---- datagrams ---------------------------------------------------------------------------------
+
+    def _datagram_received(self, data: bytes, addr: Addr) -> None:
+        first = data[0] if data else 255
+        if 127 < first < 192:  # SRTP/SRTCP: the hot path
+            transport = self._by_addr.get(addr)
+            if transport is None:
+                self._drops[_UNKNOWN_ADDRESS] += 1
+            else:
+                transport.srtp_received(data, addr, now=self._clock())
+        elif 19 < first < 64:
+            transport = self._by_addr.get(addr)
+            if transport is None:
+                self._drops[_UNKNOWN_ADDRESS] += 1
+            else:
+                transport.dtls_received(data, addr, now=self._clock())
+                self._refresh(transport)
+        elif first < 4:
+            self._stun_received(data, addr)
+        else:
+            self._drops[DropReason.NOT_WEBRTC] += 1
+
+    def _stun_received(self, data: bytes, addr: Addr) -> None:
+        message = parse_stun(data)
+        if message is None:
+            self._drops[DropReason.STUN_MALFORMED] += 1
+            return
+        ufrag = local_ufrag_of(message)
+        # Requests name us in USERNAME; responses (client role) only have the address to go by.
+        transport = self._by_addr.get(addr) if ufrag is None else self._by_ufrag.get(ufrag)
+        if transport is None:
+            self._drops[DropReason.STUN_UNKNOWN_USERNAME if ufrag is not None else _UNKNOWN_ADDRESS] += 1
+            return
+        outcome = transport.stun_received(message, addr, now=self._clock())
+        if outcome.validated and transport.state is not TransportState.CLOSED:
+            self._by_addr[addr] = transport
+        self._refresh(transport)
+
+    def _send(self, data: bytes, addr: Addr) -> None:
+        # The raw socket skips asyncio's wrapper; asyncio buffers only when the kernel's buffer is full.
+        try:
+            self._sock_sendto(data, addr)
+        except BlockingIOError:
+            if self._transport is not None:
+                self._transport.sendto(data, addr)
+
+    # ---- timers ------------------------------------------------------------------------------------
+
+    def _refresh(self, transport: WebRtcTransport) -> None:
+        """Re-read one transport's next deadline; only ingress STUN/DTLS, connect and timers move it."""
+        deadline = transport.next_timer()
+        if deadline is None:
+            self._deadlines.pop(transport, None)
+            return
+        if self._deadlines.get(transport) != deadline:
+            self._deadlines[transport] = deadline
+            heapq.heappush(self._heap, (deadline, next(self._seq), transport))
+
+    def _tick(self) -> None:
+        now = self._clock()
+        heap = self._heap
+        due = []
+        while heap and heap[0][0] <= now:
+            deadline, _, transport = heapq.heappop(heap)
+            if self._deadlines.get(transport, math.nan) == deadline:  # else superseded by a refresh
+                del self._deadlines[transport]
+                due.append(transport)
+        # Handled after popping: a deadline that stays due is retried next tick, not spun on.
+        for transport in due:
+            transport.handle_timer(now=now)
+            self._refresh(transport)
+        if not self._closed:
+            self._timer = asyncio.get_running_loop().call_later(TIMER_TICK, self._tick)
+
+    def _forget(self, transport: WebRtcTransport) -> None:
+        if self._by_ufrag.get(transport.ice_ufrag) is transport:
+            del self._by_ufrag[transport.ice_ufrag]
+        for addr in transport.addresses:
+            if self._by_addr.get(addr) is transport:
+                del self._by_addr[addr]
+        self._deadlines.pop(transport, None)
