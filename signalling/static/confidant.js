@@ -1,0 +1,440 @@
+// Confidant browser SDK: one ES module, no build step, no dependencies. See docs/js-sdk.md and docs/protocol.md.
+//
+//   import { connect } from '/static/confidant.js';
+//   const room = await connect('wss://sfu.example/ws', token);
+//   room.addEventListener('track', (e) => room.attach(e.detail.trackId, videoElement));
+//   await room.publish();            // camera + microphone, video as simulcast q/h/f
+//   console.log(await room.getStats());
+//   await room.leave();
+
+/** Simulcast layers, lowest first (the order the protocol requires in a=simulcast). */
+export const LAYERS = Object.freeze([
+  Object.freeze({ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
+  Object.freeze({ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
+  Object.freeze({ rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
+]);
+
+const GATHER_TIMEOUT_MS = 2000; // host candidates only (iceServers: []) gather in a few ms
+const REQUEST_TIMEOUT_MS = 15000;
+const PING_INTERVAL_MS = 20000;
+
+/** A request the server refused; `code` is the protocol's error code (docs/protocol.md section 4.1). */
+export class ConfidantError extends Error {
+  constructor(code, message) {
+    super(`${code}: ${message}`);
+    this.name = 'ConfidantError';
+    this.code = code;
+  }
+}
+
+/** Chrome rejects an SDP whose last line lacks its CRLF ("Invalid SDP line"). */
+function withFinalCrlf(sdp) {
+  return sdp.endsWith('\r\n') ? sdp : sdp.replace(/\r?\n?$/, '\r\n');
+}
+
+function waitForGathering(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      pc.removeEventListener('icegatheringstatechange', check);
+      clearTimeout(timer);
+      resolve();
+    };
+    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+function layerIndex(layer) {
+  if (layer === null || layer === undefined || layer === 'auto') return null;
+  if (typeof layer === 'number' && Number.isInteger(layer) && layer >= 0 && layer < LAYERS.length) return layer;
+  const i = LAYERS.findIndex((l) => l.rid === layer);
+  if (i < 0) throw new RangeError(`unknown layer ${layer}: use 0-2, 'q', 'h', 'f' or null`);
+  return i;
+}
+
+/**
+ * Connect to a Confidant room: opens the WebSocket, sends `join` and resolves once joined.
+ * options: { iceServers = [], roomId, WebSocket = globalThis.WebSocket }
+ */
+export async function connect(url, token, options = {}) {
+  const room = new Room(url, token, options);
+  await room._join();
+  return room;
+}
+
+/**
+ * One participant's session. Events (all CustomEvent, data in `detail`):
+ *   participantjoined {participant}, participantleft {participantId, reason},
+ *   trackpublished {participantId, track}, trackunpublished {participantId, trackId},
+ *   track {trackId, participantId, kind, track, stream}   a remote track can now be attached,
+ *   trackended {trackId, participantId, kind},
+ *   trackpaused {trackId, reason}, trackresumed {trackId}, layerchanged {trackId, layer},
+ *   connectionstatechange {pc: 'publish'|'subscribe', state}, roomended {reason},
+ *   disconnected {code, reason}, error {error}
+ */
+export class Room extends EventTarget {
+  constructor(url, token, options = {}) {
+    super();
+    this.url = new URL(url, globalThis.location?.href).href.replace(/^http/, 'ws');
+    this.token = token;
+    this.options = { iceServers: [], ...options };
+    this.localParticipant = null;
+    this.roomId = null;
+    this.kind = null;
+    /** @type {Map<string, {id, role, name, tracks: Map<string, object>}>} other participants by id */
+    this.participants = new Map();
+    /** @type {Map<string, {trackId, participantId, kind, mid, track, stream, paused, pausedReason, layer}>} */
+    this.remoteTracks = new Map();
+    this.localStream = null;
+    this.publishedTracks = []; // [{id, mid, kind, simulcast}]
+    this.publishPc = null;
+    this.subscribePc = null;
+    this._ws = null;
+    this._nextId = 1;
+    this._pending = new Map();
+    this._midToTrack = new Map(); // subscribe connection: mid -> {trackId, participantId, kind}
+    this._offers = Promise.resolve(); // subscribe offers are handled one at a time
+    this._closed = false;
+    this._ping = null;
+    this._ownStream = false;
+  }
+
+  // ---- connection and requests -------------------------------------------------------------------------
+
+  async _join() {
+    const WS = this.options.WebSocket ?? globalThis.WebSocket;
+    const ws = this._ws = new WS(this.url);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new ConfidantError('connection_failed', `cannot open ${this.url}`));
+    });
+    ws.onerror = null;
+    ws.onmessage = (ev) => this._onMessage(ev.data);
+    ws.onclose = (ev) => this._onClose(ev.code, ev.reason);
+    const msg = { token: this.token };
+    if (this.options.roomId) msg.room_id = this.options.roomId;
+    const joined = await this._request('join', msg);
+    this.localParticipant = joined.participant;
+    this.roomId = joined.room.id;
+    this.kind = joined.room.kind;
+    for (const p of joined.room.participants) this._addParticipant(p);
+    if (joined.participant.can_subscribe) this._createSubscribePc();
+    this._ping = setInterval(() => this._request('ping').catch(() => {}), PING_INTERVAL_MS);
+  }
+
+  _request(type, body = {}) {
+    if (!this._ws || this._ws.readyState !== 1) {
+      return Promise.reject(new ConfidantError('not_connected', 'the WebSocket is not open'));
+    }
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new ConfidantError('timeout', `no reply to ${type}`));
+      }, REQUEST_TIMEOUT_MS);
+      this._pending.set(id, { resolve, reject, timer });
+      this._ws.send(JSON.stringify({ type, id, ...body }));
+    });
+  }
+
+  _emit(name, detail) {
+    this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+
+  _onMessage(data) {
+    let msg;
+    try { msg = JSON.parse(data); } catch { return; }
+    if (msg.id !== undefined && this._pending.has(msg.id)) {
+      const { resolve, reject, timer } = this._pending.get(msg.id);
+      this._pending.delete(msg.id);
+      clearTimeout(timer);
+      if (msg.type === 'error') reject(new ConfidantError(msg.code, msg.message));
+      else resolve(msg);
+      return;
+    }
+    switch (msg.type) {
+      case 'offer':
+        this._offers = this._offers.then(() => this._onSubscribeOffer(msg)).catch((error) => this._emit('error', { error }));
+        break;
+      case 'participant_joined':
+        this._addParticipant(msg.participant);
+        this._emit('participantjoined', { participant: this.participants.get(msg.participant.id) });
+        break;
+      case 'participant_left':
+        this.participants.delete(msg.participant_id);
+        this._emit('participantleft', { participantId: msg.participant_id, reason: msg.reason });
+        break;
+      case 'track_published': {
+        const p = this.participants.get(msg.participant_id);
+        if (p) p.tracks.set(msg.track.id, msg.track);
+        this._emit('trackpublished', { participantId: msg.participant_id, track: msg.track });
+        break;
+      }
+      case 'track_unpublished': {
+        this.participants.get(msg.participant_id)?.tracks.delete(msg.track_id);
+        this._emit('trackunpublished', { participantId: msg.participant_id, trackId: msg.track_id });
+        break;
+      }
+      // The media plane pauses a subscriber's video (e.g. audio-only fallback) and says why.
+      case 'track_paused':
+      case 'track_resumed': {
+        const paused = msg.type === 'track_paused';
+        const t = this.remoteTracks.get(msg.track_id);
+        if (t) { t.paused = paused; t.pausedReason = paused ? (msg.reason ?? null) : null; }
+        this._emit(paused ? 'trackpaused' : 'trackresumed', { trackId: msg.track_id, reason: msg.reason ?? null });
+        break;
+      }
+      case 'layer_changed': {
+        const t = this.remoteTracks.get(msg.track_id);
+        if (t) t.layer = msg.layer;
+        this._emit('layerchanged', { trackId: msg.track_id, layer: msg.layer });
+        break;
+      }
+      case 'room_ended':
+        this._emit('roomended', { reason: msg.reason });
+        break;
+      case 'error':
+        this._emit('error', { error: new ConfidantError(msg.code, msg.message) });
+        break;
+      default:
+        break; // unknown server messages are ignored so newer servers keep working
+    }
+  }
+
+  _onClose(code, reason) {
+    clearInterval(this._ping);
+    for (const { reject, timer } of this._pending.values()) {
+      clearTimeout(timer);
+      reject(new ConfidantError('disconnected', `WebSocket closed (${code})`));
+    }
+    this._pending.clear();
+    const wasOpen = !this._closed;
+    this._teardown();
+    if (wasOpen) this._emit('disconnected', { code, reason });
+  }
+
+  _addParticipant(p) {
+    const tracks = new Map((p.tracks ?? []).map((t) => [t.id, t]));
+    this.participants.set(p.id, { id: p.id, role: p.role, name: p.name ?? null, tracks });
+  }
+
+  _watchPc(pc, which) {
+    pc.addEventListener('connectionstatechange', () => {
+      this._emit('connectionstatechange', { pc: which, state: pc.connectionState });
+    });
+  }
+
+  // ---- publishing ---------------------------------------------------------------------------------------
+
+  /**
+   * Publish camera and microphone. options: { audio = true, video = true (or constraints), stream,
+   *   simulcast = true, videoCodec = 'VP8' }. Resolves with [{id, mid, kind, simulcast}].
+   */
+  async publish(options = {}) {
+    if (!this.localParticipant?.can_publish) throw new ConfidantError('permission_denied', 'this role cannot publish');
+    if (this.publishPc) throw new ConfidantError('invalid_state', 'already published');
+    const { audio = true, video = true, simulcast = true, videoCodec = 'VP8' } = options;
+    let stream = options.stream;
+    if (!stream) {
+      const videoConstraints = video === true ? { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } } : video;
+      stream = await navigator.mediaDevices.getUserMedia({ audio, video: videoConstraints });
+    }
+    this.localStream = stream;
+    this._ownStream = !options.stream;
+    const pc = this.publishPc = new RTCPeerConnection({ iceServers: this.options.iceServers });
+    this._watchPc(pc, 'publish');
+    const audioTrack = stream.getAudioTracks()[0];
+    const videoTrack = stream.getVideoTracks()[0];
+    if (audioTrack) pc.addTransceiver(audioTrack, { direction: 'sendonly', streams: [stream] });
+    if (videoTrack) {
+      const init = { direction: 'sendonly', streams: [stream] };
+      if (simulcast) init.sendEncodings = LAYERS.map((l) => ({ ...l }));
+      const tr = pc.addTransceiver(videoTrack, init);
+      this._preferCodec(tr, videoCodec);
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForGathering(pc);
+    const reply = await this._request('publish', { sdp: pc.localDescription.sdp, video_codec: videoCodec });
+    await pc.setRemoteDescription({ type: 'answer', sdp: withFinalCrlf(reply.sdp) });
+    this.publishedTracks = reply.tracks ?? [];
+    return this.publishedTracks;
+  }
+
+  _preferCodec(transceiver, name) {
+    const caps = globalThis.RTCRtpSender?.getCapabilities?.('video');
+    if (!caps || !transceiver.setCodecPreferences) return;
+    const want = `video/${name}`.toLowerCase();
+    const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === want);
+    const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== want);
+    if (first.length) transceiver.setCodecPreferences([...first, ...rest]);
+  }
+
+  /** Stop sending: every published m-section becomes inactive and its track is unpublished. */
+  async unpublish() {
+    if (!this.publishPc) return;
+    for (const tr of this.publishPc.getTransceivers()) tr.direction = 'inactive';
+    await this.publishPc.setLocalDescription(await this.publishPc.createOffer());
+    const reply = await this._request('publish', { sdp: this.publishPc.localDescription.sdp });
+    await this.publishPc.setRemoteDescription({ type: 'answer', sdp: withFinalCrlf(reply.sdp) });
+    this.publishedTracks = [];
+  }
+
+  /** Mute or unmute the local microphone or camera without renegotiating. */
+  setEnabled(kind, enabled) {
+    for (const t of this.localStream?.getTracks() ?? []) if (t.kind === kind) t.enabled = enabled;
+  }
+
+  // ---- subscribing --------------------------------------------------------------------------------------
+
+  _createSubscribePc() {
+    const pc = this.subscribePc = new RTCPeerConnection({ iceServers: this.options.iceServers });
+    this._watchPc(pc, 'subscribe');
+    pc.addEventListener('track', (ev) => {
+      const mid = ev.transceiver?.mid;
+      const info = this._midToTrack.get(mid);
+      if (!info || !info.trackId) return;
+      this._announceTrack(info, ev.track, mid);
+    });
+  }
+
+  _announceTrack(info, track, mid) {
+    const old = this.remoteTracks.get(info.trackId);
+    if (old && old.track === track) return;
+    const stream = new MediaStream([track]);
+    const entry = {
+      trackId: info.trackId, participantId: info.participantId, kind: info.kind, mid, track, stream,
+      paused: false, pausedReason: null, layer: null,
+    };
+    this.remoteTracks.set(info.trackId, entry);
+    this._emit('track', { trackId: entry.trackId, participantId: entry.participantId, kind: entry.kind, track, stream });
+  }
+
+  async _onSubscribeOffer(msg) {
+    const pc = this.subscribePc;
+    if (!pc) return;
+    const ended = [];
+    for (const t of msg.tracks ?? []) {
+      const prev = this._midToTrack.get(t.mid);
+      if (prev?.trackId && prev.trackId !== t.track_id) ended.push(prev);
+      this._midToTrack.set(t.mid, { trackId: t.track_id, participantId: t.participant_id, kind: t.kind });
+    }
+    await pc.setRemoteDescription({ type: 'offer', sdp: withFinalCrlf(msg.sdp) });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await waitForGathering(pc);
+    await this._request('answer', { offer_id: msg.offer_id, sdp: pc.localDescription.sdp });
+    // Tracks on m-sections that were already negotiated fire no new `track` event: announce them here.
+    for (const tr of pc.getTransceivers()) {
+      const info = this._midToTrack.get(tr.mid);
+      if (info?.trackId && tr.receiver.track && !this.remoteTracks.has(info.trackId)) {
+        this._announceTrack(info, tr.receiver.track, tr.mid);
+      }
+    }
+    for (const prev of ended) {
+      this.remoteTracks.delete(prev.trackId);
+      this._emit('trackended', { trackId: prev.trackId, participantId: prev.participantId, kind: prev.kind });
+    }
+  }
+
+  /** Attach a remote track (by id) or any MediaStreamTrack to a <video>/<audio> element. */
+  attach(trackOrId, element) {
+    const entry = typeof trackOrId === 'string' ? this.remoteTracks.get(trackOrId) : null;
+    const track = entry ? entry.track : trackOrId;
+    if (!track) throw new ConfidantError('unknown_track', `no remote track ${trackOrId}`);
+    element.srcObject = entry ? entry.stream : new MediaStream([track]);
+    element.autoplay = true;
+    element.playsInline = true;
+    element.play?.().catch(() => {}); // autoplay policy: the app may need a user gesture for audio
+    return element;
+  }
+
+  /** Pin a received simulcast video track to a layer (0-2 or 'q'/'h'/'f'); null returns to automatic. */
+  async pinLayer(trackId, layer) {
+    const index = layerIndex(layer);
+    await this._request('pin_layer', { track_id: trackId, layer: index });
+    const t = this.remoteTracks.get(trackId);
+    if (t) t.layer = index;
+  }
+
+  // ---- statistics ---------------------------------------------------------------------------------------
+
+  /**
+   * Summaries: { remote: [per remote track], local: [per outbound encoding], timestamp }.
+   * Remote video: bytesReceived, packetsReceived, packetsLost, framesDecoded, framesPerSecond, frameWidth,
+   * frameHeight, freezeCount, totalFreezesDuration, keyFramesDecoded; audio: totalSamplesReceived,
+   * concealedSamples; both: paused, pausedReason, layer (the pinned one), jitter.
+   */
+  async getStats() {
+    const remote = [];
+    if (this.subscribePc) {
+      const report = await this.subscribePc.getStats();
+      const byMid = new Map();
+      report.forEach((s) => { if (s.type === 'inbound-rtp' && s.mid !== undefined) byMid.set(s.mid, s); });
+      for (const t of this.remoteTracks.values()) {
+        const s = byMid.get(t.mid) ?? {};
+        const row = {
+          trackId: t.trackId, participantId: t.participantId, kind: t.kind, mid: t.mid,
+          bytesReceived: s.bytesReceived ?? 0, packetsReceived: s.packetsReceived ?? 0,
+          packetsLost: s.packetsLost ?? 0, jitter: s.jitter ?? null,
+          paused: t.paused, pausedReason: t.pausedReason, layer: t.layer,
+        };
+        if (t.kind === 'video') {
+          Object.assign(row, {
+            framesDecoded: s.framesDecoded ?? 0, framesPerSecond: s.framesPerSecond ?? 0,
+            frameWidth: s.frameWidth ?? 0, frameHeight: s.frameHeight ?? 0,
+            keyFramesDecoded: s.keyFramesDecoded ?? 0, freezeCount: s.freezeCount ?? 0,
+            totalFreezesDuration: s.totalFreezesDuration ?? 0, framesDropped: s.framesDropped ?? 0,
+            pliCount: s.pliCount ?? 0, nackCount: s.nackCount ?? 0, decoderImplementation: s.decoderImplementation ?? null,
+          });
+        } else {
+          Object.assign(row, {
+            totalSamplesReceived: s.totalSamplesReceived ?? 0, concealedSamples: s.concealedSamples ?? 0,
+            audioLevel: s.audioLevel ?? 0,
+          });
+        }
+        remote.push(row);
+      }
+    }
+    const local = [];
+    if (this.publishPc) {
+      const report = await this.publishPc.getStats();
+      report.forEach((s) => {
+        if (s.type !== 'outbound-rtp') return;
+        local.push({
+          kind: s.kind, rid: s.rid ?? null, ssrc: s.ssrc, bytesSent: s.bytesSent ?? 0, packetsSent: s.packetsSent ?? 0,
+          framesEncoded: s.framesEncoded ?? 0, frameWidth: s.frameWidth ?? 0, frameHeight: s.frameHeight ?? 0,
+          framesPerSecond: s.framesPerSecond ?? 0, qualityLimitationReason: s.qualityLimitationReason ?? null,
+          active: s.active ?? true,
+        });
+      });
+    }
+    return { remote, local, timestamp: Date.now() };
+  }
+
+  // ---- leaving ------------------------------------------------------------------------------------------
+
+  /** Leave the room: tells the server, closes both peer connections and stops the camera and microphone
+   *  (unless the app passed its own `stream` to publish()). */
+  async leave() {
+    if (this._closed) return;
+    try {
+      await this._request('leave');
+    } catch {
+      // already gone: the teardown below is all that is left to do
+    }
+    this._teardown();
+    this._ws?.close(1000);
+  }
+
+  _teardown() {
+    if (this._closed) return;
+    this._closed = true;
+    clearInterval(this._ping);
+    this.publishPc?.close();
+    this.subscribePc?.close();
+    if (this._ownStream) for (const t of this.localStream?.getTracks() ?? []) t.stop();
+    for (const t of this.remoteTracks.values()) this._emit('trackended', { trackId: t.trackId, participantId: t.participantId, kind: t.kind });
+    this.remoteTracks.clear();
+  }
+}
