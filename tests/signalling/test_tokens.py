@@ -13,9 +13,9 @@ KEY, SECRET, NOW = "key1", "s3cret-" * 10, 1_700_000_000.0
 
 
 def mint(**kw: Any) -> str:
-    args: dict[str, Any] = dict(
-        api_key=KEY, api_secret=SECRET, room_id="room1", participant_id="p1", role="client", now=NOW
-    )
+    args: dict[str, Any] = {
+        "api_key": KEY, "api_secret": SECRET, "room_id": "room1", "participant_id": "p1", "role": "client", "now": NOW
+    }
     args.update(kw)
     return mint_token(**args)
 
