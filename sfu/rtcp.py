@@ -7,6 +7,7 @@ unknown packet never hides the others. Unknown types decode to `RawRtcp` and ser
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeVar
 
@@ -624,6 +625,6 @@ def parse_compound(data: bytes) -> tuple[list[RtcpPacket], int]:
     return packets, bad
 
 
-def serialize(packets: list[RtcpPacket] | tuple[RtcpPacket, ...]) -> bytes:
+def serialize(packets: Iterable[RtcpPacket]) -> bytes:
     """A compound packet: the packets' wire forms back to back (RFC 3550 section 6.1)."""
     return b"".join(bytes(p) for p in packets)
