@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.browser.harness import BrowserLab
+from tests.browser.server_process import ServerProcess, start_server
 
 
 @pytest.fixture
@@ -16,3 +17,12 @@ async def lab() -> AsyncIterator[BrowserLab]:
         yield lab
     finally:
         await lab.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ServerProcess]:
+    proc = await start_server()
+    try:
+        yield proc
+    finally:
+        await proc.stop()
