@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ def free_port(kind: int) -> int:
 @dataclass
 class ServerProcess:
     base_url: str
-    proc: subprocess.Popen[bytes]
+    proc: asyncio.subprocess.Process
     log_path: Path
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
@@ -70,13 +69,13 @@ class ServerProcess:
     async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
-        if self.proc.poll() is None:
+        if self.proc.returncode is None:
             self.proc.terminate()
             try:
-                await asyncio.to_thread(self.proc.wait, 10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
                 self.proc.kill()
-                await asyncio.to_thread(self.proc.wait)
+                await self.proc.wait()
         self.log_path.unlink(missing_ok=True)
 
 
@@ -97,15 +96,15 @@ async def start_server() -> ServerProcess:
     )
     fd, log_name = tempfile.mkstemp(prefix="confidant-server-", suffix=".log")
     log = os.fdopen(fd, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signalling.cli"], cwd=ROOT, env=env, stdout=log, stderr=log
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signalling.cli", cwd=ROOT, env=env, stdout=log, stderr=log
     )
     log.close()
     server = ServerProcess(f"http://{HOST_ADDR}:{http_port}", proc, Path(log_name))
     try:
         async with aiohttp.ClientSession() as s:
             for _ in range(100):
-                if proc.poll() is not None:
+                if proc.returncode is not None:
                     raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
                 try:
                     async with s.get(server.base_url + "/healthz") as r:

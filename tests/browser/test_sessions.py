@@ -50,3 +50,73 @@ async def test_individual_session_two_browsers(server: ServerProcess, lab: Brows
         assert await p.page.locator("section.tile").count() == 2
         assert await p.page.locator("section.tile.audio-only").count() == 0
         await p.screenshot(f"individual-{name}.png")
+
+
+async def test_simulcast_layer_pinning(server: ServerProcess, lab: BrowserLab) -> None:
+    publisher, subscriber = await join_all(
+        server, lab, "individual", [("therapist", "Pub"), ("client", "Sub")]
+    )
+    await subscriber.wait_remote(publisher.participant_id, "video")
+    # Chrome starts the upper layers as its bandwidth estimate grows; wait until all three are encoded.
+    widths = await publisher.browser.wait_for(
+        """() => window.confidantRoom.getStats().then(st => {
+             const v = st.local.filter(s => s.kind === 'video' && s.rid && s.frameWidth > 0 && s.bytesSent > 0);
+             return v.length === 3 ? Object.fromEntries(v.map(s => [s.rid, s.frameWidth])) : null; })""",
+        timeout=60,
+        interval=1.0,
+    )
+    assert widths["q"] < widths["h"] < widths["f"], widths
+    track_id = await subscriber.page.evaluate(
+        "(pid) => [...window.confidantRoom.remoteTracks.values()].find(t => t.participantId === pid"
+        " && t.kind === 'video').trackId",
+        publisher.participant_id,
+    )
+    assert await subscriber.browser.wait_for(FRAME_MONITOR_JS, publisher.participant_id)
+    await subscriber.browser.wait_for(
+        '(pid) => document.querySelector(`section[data-participant="${pid}"] video`).__mon.frames > 5',
+        publisher.participant_id,
+    )
+    await subscriber.page.evaluate(
+        '(pid) => { document.querySelector(`section[data-participant="${pid}"] video`).__mon.maxGap = 0; }',
+        publisher.participant_id,
+    )
+    decoded_before = (await subscriber.remote(publisher.participant_id, "video") or {}).get(
+        "framesDecoded", 0
+    )
+    for layer, rid in enumerate("qhf"):
+        started = asyncio.get_running_loop().time()
+        await subscriber.page.evaluate("([t, l]) => window.confidantRoom.pinLayer(t, l)", [track_id, layer])
+        await subscriber.browser.wait_for(
+            '([pid, w]) => document.querySelector(`section[data-participant="${pid}"] video`).__mon.width === w',
+            [publisher.participant_id, widths[rid]],
+            timeout=2.0,
+            interval=0.05,
+        )
+        took = asyncio.get_running_loop().time() - started
+        assert took <= 2.0, f"layer {rid} took {took:.2f}s"
+        await asyncio.sleep(2.0)  # decode on the new layer for a while before the next switch
+    mon = await subscriber.page.evaluate(
+        '(pid) => document.querySelector(`section[data-participant="${pid}"] video`).__mon',
+        publisher.participant_id,
+    )
+    assert mon["maxGap"] < 500, f"video froze for {mon['maxGap']:.0f} ms: {mon}"
+    after = await subscriber.remote(publisher.participant_id, "video")
+    assert after is not None and after["framesDecoded"] > decoded_before + 60, after
+    assert after["frameWidth"] == widths["f"], after
+
+
+@pytest.mark.netem
+async def test_browser_on_a_1mbit_link_gets_audio_and_video(server: ServerProcess, lab: BrowserLab) -> None:
+    slow = lab.net()
+    slow.limit_rate(1000)  # tbf 1 Mbit/s each way on the client's veth
+    therapist, client = await join_all(
+        server, lab, "individual", [("therapist", "Dr. Lee"), ("client", "Slow link")], nets={1: slow}
+    )
+    await client.wait_remote(therapist.participant_id, "video", timeout=30)
+    await client.wait_remote(therapist.participant_id, "audio", timeout=30)
+    await therapist.wait_remote(client.participant_id, "video", timeout=30)
+    seen = await measure(client, [therapist.participant_id], MEASURE_S)
+    video, audio = seen[(therapist.participant_id, "video")], seen[(therapist.participant_id, "audio")]
+    assert video["framesDecoded"] > 0 and video["last_frameWidth"] > 0, video
+    assert audio["totalSamplesReceived"] > 0, audio
+    await client.screenshot("shaped-1mbit-client.png")
