@@ -1,0 +1,167 @@
+"""Transport-wide congestion control (draft-holmer-rmcat-transport-wide-cc-extensions-01).
+
+`TwccRecorder`: the SFU receiving from a publisher records arrivals and builds feedback every ~100 ms
+so the browser's send-side estimator works. `TwccSender`: the SFU sending to a subscriber stamps its own
+transport-wide seqs and turns the subscriber's feedback into `PacketResult`s for the estimator.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+from adaptation.types import PacketResult
+from sfu.rtcp import TCC_REFERENCE_US, TCC_TICK_US, TransportCc
+from sfu.rtp import SeqUnwrapper
+
+__all__ = ["TwccRecorder", "TwccSender"]
+
+_TICKS_PER_REFERENCE: Final = TCC_REFERENCE_US // TCC_TICK_US  # 256
+_MAX_STATUSES: Final = 400  # per feedback packet: keeps it well under one MTU even with 2-byte deltas
+_MAX_BACKFILL: Final = 1000  # report at most this many seqs before the first new one as lost
+_HISTORY: Final = 2.0  # seconds of sent packets kept for feedback matching
+
+
+class TwccRecorder:
+    """Receive side: arrival times by transport-wide seq, turned into feedback packets on demand."""
+
+    __slots__ = ("_arrivals", "_fb_count", "_media_ssrc", "_next_start", "_sender_ssrc", "_unwrap")
+
+    def __init__(self, sender_ssrc: int, media_ssrc: int) -> None:
+        self._sender_ssrc = sender_ssrc
+        self._media_ssrc = media_ssrc
+        self._unwrap = SeqUnwrapper()
+        self._arrivals: dict[int, int] = {}  # ext seq -> arrival in 250 us ticks
+        self._next_start: int | None = None  # first seq the next feedback should cover
+        self._fb_count = 0
+
+    @property
+    def fb_count(self) -> int:
+        """Feedback packets built so far, modulo 256 (the wire field)."""
+        return self._fb_count
+
+    def record(self, tcc_seq: int, *, now: float) -> None:
+        ext = self._unwrap.unwrap(tcc_seq)
+        # Integer ticks from absolute time, so deltas never accumulate rounding error.
+        self._arrivals.setdefault(ext, round(now * 1_000_000 / TCC_TICK_US))
+
+    def build_feedback(self, *, now: float) -> list[bytes]:
+        """Serialized transport-cc packets for everything recorded since the last call (lost = not received)."""
+        arrivals = self._arrivals
+        if not arrivals:
+            return []
+        seqs = sorted(arrivals)
+        start, end = seqs[0], seqs[-1]
+        if self._next_start is not None and start > self._next_start:
+            # Holes since the last feedback are losses the sender must hear about.
+            start = max(self._next_start, start - _MAX_BACKFILL)
+        out: list[bytes] = []
+        base = start
+        while base <= end:
+            packets: list[tuple[int, int | None]] = []
+            ref: int | None = None
+            prev = 0
+            seq = base
+            while seq <= end and len(packets) < _MAX_STATUSES:
+                tick = arrivals.get(seq)
+                if tick is None:
+                    packets.append((seq & 0xFFFF, None))
+                else:
+                    if ref is None:
+                        ref = tick // _TICKS_PER_REFERENCE
+                        prev = ref * _TICKS_PER_REFERENCE
+                    delta = tick - prev
+                    if not -0x8000 <= delta <= 0x7FFF:
+                        break  # does not fit a 16-bit delta: the next packet starts from its own reference
+                    packets.append((seq & 0xFFFF, delta * TCC_TICK_US))
+                    prev = tick
+                seq += 1
+            if ref is None:
+                base = seq  # a run of losses longer than one packet's worth: too stale to be worth reporting
+                continue
+            # Trailing losses are reported by the next packet, which starts at them.
+            while packets[-1][1] is None:
+                packets.pop()
+                seq -= 1
+            fb = TransportCc(self._sender_ssrc, self._media_ssrc, base & 0xFFFF, ref & 0xFFFFFF,
+                             self._fb_count, tuple(packets))
+            self._fb_count = (self._fb_count + 1) & 0xFF
+            out.append(bytes(fb))
+            base = seq
+        self._next_start = end + 1
+        arrivals.clear()
+        return out
+
+
+class _Sent:
+    __slots__ = ("probe_cluster", "send_time", "size", "state")
+
+    def __init__(self, send_time: float, size: int, probe_cluster: int | None) -> None:
+        self.send_time = send_time
+        self.size = size
+        self.probe_cluster = probe_cluster
+        self.state = 0  # 0 not reported, 1 reported lost, 2 reported received
+
+
+class TwccSender:
+    """Send side: our transport-wide seqs and the feedback about them, as `PacketResult`s."""
+
+    __slots__ = ("_next", "_order", "_ref_ext", "_sent", "_unwrap")
+
+    def __init__(self, initial_seq: int = 0) -> None:
+        self._next = initial_seq & 0xFFFF
+        self._unwrap = SeqUnwrapper()
+        self._sent: dict[int, _Sent] = {}
+        self._order: deque[int] = deque()
+        self._ref_ext: int | None = None  # unwrapped 24-bit reference time of the last feedback
+
+    def next_seq(self) -> int:
+        seq = self._next
+        self._next = (seq + 1) & 0xFFFF
+        return seq
+
+    def on_sent(self, seq: int, size: int, *, now: float, probe_cluster: int | None = None) -> None:
+        ext = self._unwrap.unwrap(seq)
+        self._sent[ext] = _Sent(now, size, probe_cluster)
+        order = self._order
+        order.append(ext)
+        sent = self._sent
+        horizon = now - _HISTORY
+        while order and sent[order[0]].send_time < horizon:
+            sent.pop(order.popleft(), None)
+
+    def on_feedback(self, fb: TransportCc, *, now: float) -> list[PacketResult]:
+        """Results for packets this feedback tells us about for the first time (or first as received).
+
+        Arrival times are seconds on the receiver's clock, rebuilt from the reference time and deltas.
+        """
+        highest = self._unwrap.highest
+        if highest is None:
+            return []
+        ref = fb.reference_time
+        if self._ref_ext is None:
+            ref_ext = ref
+        else:
+            diff = (ref - self._ref_ext) & 0xFFFFFF
+            ref_ext = self._ref_ext + (diff - 0x1000000 if diff >= 0x800000 else diff)
+        if self._ref_ext is None or ref_ext > self._ref_ext:
+            self._ref_ext = ref_ext
+        # The feedback's base seq is at most 2^15 behind what we sent last.
+        base_ext = highest - ((highest - fb.base_seq) & 0xFFFF)
+        t_us = ref_ext * TCC_REFERENCE_US
+        sent = self._sent
+        results: list[PacketResult] = []
+        for i, (_, delta) in enumerate(fb.packets):
+            entry = sent.get(base_ext + i)
+            if delta is not None:
+                t_us += delta
+            if entry is None or entry.state == 2 or (delta is None and entry.state == 1):
+                continue
+            if delta is None:
+                entry.state = 1
+                arrival = None
+            else:
+                entry.state = 2
+                arrival = t_us / 1_000_000
+            results.append(PacketResult(base_ext + i, entry.send_time, entry.size, arrival, entry.probe_cluster))
+        return results
