@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.browser.harness import BrowserLab
+from tests.browser.aiortc_peer import AiortcPeer
+from tests.browser.harness import BrowserLab, BrowserNet
 from tests.browser.server_process import ServerProcess
 from tests.browser.session import FRAME_MONITOR_JS, Participant, assert_media_flows, measure
 
@@ -16,18 +17,17 @@ MEASURE_S = 10.0
 
 
 async def join_all(
-    server: ServerProcess, lab: BrowserLab, kind: str, roles: list[tuple[str, str]], **launch: object
+    server: ServerProcess,
+    lab: BrowserLab,
+    room: str,
+    roles: list[tuple[str, str]],
+    nets: dict[int, BrowserNet] | None = None,
 ) -> list[Participant]:
-    room = await server.create_room(kind)
+    """One browser per (role, name) joins `room`, in a fresh veth namespace unless `nets` gives one."""
     people = []
     for i, (role, name) in enumerate(roles):
         token = await server.token(room, f"p-{role}-{i}", role, name)
-        b = (
-            await lab.launch(server.base_url, **launch)
-            if i == 0 or not launch
-            else await lab.launch(server.base_url)
-        )
-        p = Participant(b)
+        p = Participant(await lab.launch(server.base_url, net=(nets or {}).get(i)))
         await p.join(server.base_url, token, name=name)
         people.append(p)
     return people
@@ -35,7 +35,7 @@ async def join_all(
 
 async def test_individual_session_two_browsers(server: ServerProcess, lab: BrowserLab) -> None:
     therapist, client = await join_all(
-        server, lab, "individual", [("therapist", "Dr. Lee"), ("client", "Alex")]
+        server, lab, await server.create_room("individual"), [("therapist", "Dr. Lee"), ("client", "Alex")]
     )
     for me, other in ((therapist, client), (client, therapist)):
         await me.wait_remote(other.participant_id, "video")
@@ -54,7 +54,7 @@ async def test_individual_session_two_browsers(server: ServerProcess, lab: Brows
 
 async def test_simulcast_layer_pinning(server: ServerProcess, lab: BrowserLab) -> None:
     publisher, subscriber = await join_all(
-        server, lab, "individual", [("therapist", "Pub"), ("client", "Sub")]
+        server, lab, await server.create_room("individual"), [("therapist", "Pub"), ("client", "Sub")]
     )
     await subscriber.wait_remote(publisher.participant_id, "video")
     # Chrome starts the upper layers as its bandwidth estimate grows; wait until all three are encoded.
@@ -110,7 +110,11 @@ async def test_browser_on_a_1mbit_link_gets_audio_and_video(server: ServerProces
     slow = lab.net()
     slow.limit_rate(1000)  # tbf 1 Mbit/s each way on the client's veth
     therapist, client = await join_all(
-        server, lab, "individual", [("therapist", "Dr. Lee"), ("client", "Slow link")], nets={1: slow}
+        server,
+        lab,
+        await server.create_room("individual"),
+        [("therapist", "Dr. Lee"), ("client", "Slow link")],
+        nets={1: slow},
     )
     await client.wait_remote(therapist.participant_id, "video", timeout=30)
     await client.wait_remote(therapist.participant_id, "audio", timeout=30)
@@ -120,3 +124,45 @@ async def test_browser_on_a_1mbit_link_gets_audio_and_video(server: ServerProces
     assert video["framesDecoded"] > 0 and video["last_frameWidth"] > 0, video
     assert audio["totalSamplesReceived"] > 0, audio
     await client.screenshot("shaped-1mbit-client.png")
+
+
+async def test_family_session_three_browsers_two_aiortc(server: ServerProcess, lab: BrowserLab) -> None:
+    roles = [("therapist", "Dr. Lee"), ("client", "Parent"), ("client", "Teen")]
+    room = await server.create_room("family")
+    browsers = await join_all(server, lab, room, roles)
+    peers = [
+        AiortcPeer(
+            server.base_url.replace("http", "ws") + "/ws", await server.token(room, f"p-bot-{i}", "client")
+        )
+        for i in range(2)
+    ]
+    try:
+        for peer in peers:
+            await peer.start()
+        everyone = [b.participant_id for b in browsers] + [p.participant_id for p in peers]
+        for b in browsers:
+            for other in everyone:
+                if other != b.participant_id:
+                    await b.wait_remote(other, "video", timeout=30)
+                    await b.wait_remote(other, "audio", timeout=30)
+        before = [dict(p.frames) for p in peers]
+        deltas = await asyncio.gather(*(measure(b, everyone, 5.0) for b in browsers))
+        for b, d in zip(browsers, deltas, strict=True):
+            for other in everyone:
+                if other != b.participant_id:
+                    assert d[(other, "video")]["framesDecoded"] > 25, (
+                        b.participant_id,
+                        other,
+                        d[(other, "video")],
+                    )
+                    assert d[(other, "audio")]["totalSamplesReceived"] > 0, (b.participant_id, other)
+        for p, b0 in zip(peers, before, strict=True):
+            for other in everyone:
+                if other != p.participant_id:
+                    for kind in ("video", "audio"):
+                        got = p.frames.get((other, kind), 0) - b0.get((other, kind), 0)
+                        assert got > 25, (p.participant_id, other, kind, p.frames)
+        await browsers[0].screenshot("family-therapist.png")
+    finally:
+        for peer in peers:
+            await peer.close()

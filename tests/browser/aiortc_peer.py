@@ -1,0 +1,107 @@
+"""A small aiortc participant speaking docs/protocol.md, for mixed browser + aiortc sessions.
+
+Publishes synthetic 320x240 video and silence, answers every subscribe offer, and counts decoded frames
+per sender and kind. (When `client/aiortc_participant.py` lands, the family test can use that instead.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+from av import VideoFrame
+
+
+class SmallVideo(VideoStreamTrack):
+    """A moving gradient at 320x240, cheap to encode."""
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame(width=320, height=240)
+        for plane in frame.planes:
+            plane.update(bytes([(pts // 3000) % 256]) * plane.buffer_size)
+        frame.pts, frame.time_base = pts, time_base or fractions.Fraction(1, 90000)
+        return frame
+
+
+@dataclass
+class AiortcPeer:
+    ws_url: str
+    token: str
+    participant_id: str = ""
+    frames: dict[tuple[str, str], int] = field(default_factory=dict)  # (sender id, kind) -> decoded frames
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession()
+        self._ws = await self._http.ws_connect(self.ws_url)
+        self._pub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._mids: dict[str, tuple[str, str]] = {}
+        self._sub.on("track", self._on_track)
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next = 1
+        self._tasks.append(asyncio.create_task(self._read()))
+        joined = await self._request({"type": "join", "token": self.token})
+        self.participant_id = joined["participant"]["id"]
+        self._pub.addTrack(AudioStreamTrack())
+        self._pub.addTrack(SmallVideo())
+        await self._pub.setLocalDescription(await self._pub.createOffer())
+        answer = await self._request({"type": "publish", "sdp": self._pub.localDescription.sdp})
+        await self._pub.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+
+    async def _request(self, msg: dict[str, Any]) -> dict[str, Any]:
+        msg["id"] = self._next
+        self._next += 1
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[msg["id"]] = fut
+        await self._ws.send_str(json.dumps(msg))
+        reply = await asyncio.wait_for(fut, 15)
+        if reply["type"] == "error":
+            raise AssertionError(f"{msg['type']} refused: {reply}")
+        return reply
+
+    async def _read(self) -> None:
+        async for frame in self._ws:
+            msg = json.loads(frame.data)
+            if msg.get("id") in self._replies:
+                self._replies.pop(msg["id"]).set_result(msg)
+            elif msg["type"] == "offer":
+                self._tasks.append(asyncio.create_task(self._answer(msg)))
+
+    async def _answer(self, msg: dict[str, Any]) -> None:
+        for t in msg["tracks"]:
+            if t["track_id"]:
+                self._mids[t["mid"]] = (t["participant_id"], t["kind"])
+        await self._sub.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
+        await self._sub.setLocalDescription(await self._sub.createAnswer())
+        await self._request(
+            {"type": "answer", "offer_id": msg["offer_id"], "sdp": self._sub.localDescription.sdp}
+        )
+
+    def _on_track(self, track: Any) -> None:
+        mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)
+        key = self._mids.get(mid or "", (f"mid-{mid}", track.kind))
+
+        async def drain() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    await track.recv()
+                    self.frames[key] = self.frames.get(key, 0) + 1
+
+        self._tasks.append(asyncio.create_task(drain()))
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await self._pub.close()
+        await self._sub.close()
+        await self._ws.close()
+        await self._http.close()
