@@ -1,0 +1,5 @@
+import sys
+
+from signalling.cli import main
+
+sys.exit(main())

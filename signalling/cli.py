@@ -1,0 +1,103 @@
+"""The `confidant` command: one process serving REST + WebSocket, the media UDP port and /metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+
+from aiohttp import web
+
+from signalling.app import create_app
+from signalling.config import Config, ConfigError, load_config, resolve_credentials
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line. Messages carry only opaque ids (rooms, participants, tracks)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class KvFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = f"ts={ts} level={record.levelname.lower()} logger={record.name} msg={record.getMessage()!r}"
+        if record.exc_info:
+            line += " exc=" + repr(self.formatException(record.exc_info))
+        return line
+
+
+def setup_logging(config: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if config.log_format == "json" else KvFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level.upper())
+    # aiohttp's access log would record client IP addresses.
+    logging.getLogger("aiohttp.access").disabled = True
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="confidant", description="Confidant SFU: signalling + media + metrics")
+    parser.add_argument("--config", help="TOML configuration file")
+    parser.add_argument("--dev", action="store_true", default=None, help="generate and print API credentials")
+    parser.add_argument("--http-host")
+    parser.add_argument("--http-port", type=int)
+    parser.add_argument("--udp-host")
+    parser.add_argument("--udp-port", type=int)
+    return parser.parse_args(argv)
+
+
+async def serve(config: Config) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=True)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http_host, config.http_port)
+    await site.start()
+    media = app["hub"].media
+    http_port = runner.addresses[0][1] if runner.addresses else config.http_port
+    print(f"confidant listening on http://{config.http_host}:{http_port} "
+          f"(ws /ws, metrics /metrics) media udp {config.udp_host}:{media.port}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config, dev=args.dev, http_host=args.http_host, http_port=args.http_port,
+                             udp_host=args.udp_host, udp_port=args.udp_port)
+        generated = not config.has_credentials
+        config = resolve_credentials(config)
+    except (ConfigError, OSError) as exc:
+        print(f"confidant: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config)
+    if generated:
+        print(f"dev mode: api_key={config.api_key} api_secret={config.api_secret}", flush=True)
+    run = asyncio.run
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        pass
+    try:
+        run(serve(config))
+    except (KeyboardInterrupt, web.GracefulExit):
+        pass
+    return 0

@@ -1,0 +1,399 @@
+"""One participant's WebSocket: the protocol of docs/protocol.md section 4, on top of the hub.
+
+Messages are handled one at a time per connection; replies and events go through a bounded outbox so
+that telling one participant something never blocks or fails another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from sfu.params import ConsumerParams
+from signalling.config import Config
+from signalling.hub import Hub
+from signalling.rooms import Room, RoomError
+from signalling.sdp import PublishOffer, SdpError, parse_publish_offer, parse_subscribe_answer
+from signalling.sdp_writer import LocalTransport, SubscribeSlot, write_publish_answer, write_subscribe_offer
+from signalling.tokens import JoinClaims, TokenError, verify_token
+
+if TYPE_CHECKING:
+    from sfu.consumer import Consumer
+    from sfu.producer import Producer
+    from sfu.transport import WebRtcTransport
+
+log = logging.getLogger("confidant.signalling")
+
+MAX_MESSAGE_BYTES = 64 * 1024
+HARD_FRAME_LIMIT = 1024 * 1024  # aiohttp closes with 1009 by itself above this
+OUTBOX_LIMIT = 1000
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1008, 1009
+CLOSE_REPLACED, CLOSE_ROOM_ENDED, CLOSE_TRANSPORT = 4000, 4001, 4002
+JOIN_ERRORS = {"invalid_token", "token_expired", "wrong_room", "room_not_found", "room_full", "room_ended"}
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class _Published:
+    track_id: str
+    producer: Producer
+
+
+@dataclass
+class _Received:
+    slot_index: int
+    consumer: Consumer
+
+
+class Session:
+    def __init__(self, ws: web.WebSocketResponse, hub: Hub, config: Config) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.config = config
+        self.participant_id = ""
+        self.claims: JoinClaims | None = None
+        self.room: Room | None = None
+        self._outbox: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue()
+        self._closing = False
+        self._pub: WebRtcTransport | None = None
+        self._pub_ufrag: str | None = None
+        self._published: dict[str, _Published] = {}  # by mid
+        self._sub: WebRtcTransport | None = None
+        self._sub_remote_set = False
+        self._slots: list[SubscribeSlot] = []
+        self._sent_slots: list[SubscribeSlot] = []  # as in the outstanding (or last) offer
+        self._received: dict[str, _Received] = {}  # by track id
+        self._offer_id = 0
+        self._outstanding: int | None = None
+        self._dirty = False
+        self._session_id = secrets.randbits(62)
+
+    # -- Peer protocol (called by the hub) ------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        if self._outbox.qsize() >= OUTBOX_LIMIT:
+            self.terminate(CLOSE_POLICY, None, "client does not read its messages")
+            return
+        self._outbox.put_nowait(message)
+
+    def terminate(self, code: int, error: str | None, message: str) -> None:
+        if self._closing:
+            return
+        if error is not None:
+            self._outbox.put_nowait({"type": "error", "code": error, "message": message})
+        self._closing = True
+        self._outbox.put_nowait((code, message))
+
+    def add_consumer(self, track_id: str, publisher_id: str, params: ConsumerParams, producer: Producer) -> None:
+        if self._sub is None or self.room is None or track_id in self._received:
+            return
+        mid = str(len(self._slots))
+        params = replace(params, mid=mid)
+        consumer = self.hub.router(self.room).add_consumer(self._sub, producer, params)
+        self._slots.append(SubscribeSlot(mid, params.kind, params, publisher_id, track_id))
+        self._received[track_id] = _Received(len(self._slots) - 1, consumer)
+        self._renegotiate()
+
+    def remove_consumer(self, track_id: str) -> None:
+        received = self._received.pop(track_id, None)
+        if received is None:
+            return
+        received.consumer.close()
+        slot = self._slots[received.slot_index]
+        self._slots[received.slot_index] = SubscribeSlot(slot.mid, slot.kind)  # stays in place, inactive
+        self._renegotiate()
+
+    # -- the connection's life ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write_loop())
+        try:
+            await self._read_loop()
+        finally:
+            self._closing = True
+            self._cleanup("disconnected")
+            self._outbox.put_nowait((CLOSE_NORMAL, ""))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, timeout=5)
+            writer.cancel()
+
+    async def _read_loop(self) -> None:
+        while not self.ws.closed and not self._closing:
+            timeout = self.config.join_timeout if self.claims is None else None
+            try:
+                msg = await self.ws.receive(timeout=timeout)
+            except TimeoutError:
+                self.terminate(CLOSE_POLICY, "join_timeout", "no join message in time")
+                return
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
+            if msg.type is WSMsgType.BINARY:
+                self._error("malformed_json", "binary frames are not part of the protocol", None)
+                continue
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            data: str = msg.data
+            if len(data) > MAX_MESSAGE_BYTES or len(data.encode()) > MAX_MESSAGE_BYTES:
+                self.terminate(CLOSE_TOO_BIG, "message_too_large", "messages are limited to 64 KiB")
+                return
+            self._handle_text(data)
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            try:
+                if isinstance(item, tuple):
+                    await self.ws.close(code=item[0], message=item[1].encode()[:120])
+                    return
+                await self.ws.send_str(json.dumps(item))
+            except (ConnectionError, RuntimeError):
+                return
+
+    def _handle_text(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            self._error("malformed_json", "frame is not valid JSON", None)
+            return
+        if not isinstance(message, dict):
+            self._error("malformed_json", "a message must be a JSON object", None)
+            return
+        request_id = message.get("id")
+        if request_id is not None and not (
+            (isinstance(request_id, int) and not isinstance(request_id, bool))
+            or (isinstance(request_id, str) and len(request_id) <= 64)
+        ):
+            self._error("invalid_message", "id must be a string (<= 64 chars) or an integer", None)
+            return
+        kind = message.get("type")
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            self._error("unknown_type", "unknown message type", request_id)
+            return
+        if kind != "join" and self.claims is None:
+            self._error("not_joined", "send join first", request_id)
+            return
+        try:
+            reply = handler(self, message)
+        except ProtocolError as exc:
+            self._error(exc.code, exc.message, request_id)
+            if exc.code in JOIN_ERRORS and self.claims is None:
+                self.terminate(CLOSE_POLICY, None, exc.code)
+            return
+        except Exception:
+            log.exception("request failed participant=%s type=%s", self.participant_id or "-", kind)
+            self._error("internal_error", "the request failed on the server and had no effect", request_id)
+            return
+        if reply is not None:
+            if request_id is not None:
+                reply["id"] = request_id
+            self.send(reply)
+
+    def _error(self, code: str, message: str, request_id: object) -> None:
+        error: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if request_id is not None:
+            error["id"] = request_id
+        log.info("request refused participant=%s code=%s", self.participant_id or "-", code)
+        self.send(error)
+
+    def _cleanup(self, reason: str) -> None:
+        if self.claims is not None:
+            self.hub.leave(self, reason)
+        for published in self._published.values():
+            published.producer.close()
+        self._published.clear()
+        for received in self._received.values():
+            received.consumer.close()
+        self._received.clear()
+        for transport in (self._pub, self._sub):
+            if transport is not None:
+                transport.close("participant_left")
+        self._pub = self._sub = None
+
+    def _on_transport_closed(self, which: str, reason: str) -> None:
+        if self._closing or (which == "pub" and self._pub is None) or (which == "sub" and self._sub is None):
+            return
+        log.info("transport closed participant=%s which=%s reason=%s", self.participant_id, which, reason)
+        if which == "pub":
+            self._pub = None
+        else:
+            self._sub = None
+        self.hub.leave(self, "transport_closed")
+        self.claims = None
+        self.terminate(CLOSE_TRANSPORT, None, "media transport closed")
+
+    def _local(self, transport: WebRtcTransport) -> LocalTransport:
+        return LocalTransport(transport.ice_ufrag, transport.ice_pwd, transport.fingerprint,
+                              tuple(self.hub.media.candidates))
+
+    # -- requests ---------------------------------------------------------------------------------------
+
+    def on_join(self, message: dict[str, Any]) -> None:
+        if self.claims is not None:
+            raise ProtocolError("already_joined", "this connection has joined already")
+        token, room_id = message.get("token"), message.get("room_id")
+        if not isinstance(token, str) or (room_id is not None and not isinstance(room_id, str)):
+            raise ProtocolError("invalid_message", "join needs a string token (and an optional string room_id)")
+        try:
+            claims = verify_token(token, api_key=self.config.api_key, api_secret=self.config.api_secret,
+                                  max_ttl=self.config.token_max_ttl)
+        except TokenError as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+        if room_id is not None and room_id != claims.room_id:
+            raise ProtocolError("wrong_room", "the token is for another room")
+        self.participant_id = claims.participant_id
+        try:
+            room = self.hub.join(self, claims)
+        except RoomError as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+        self.claims, self.room = claims, room
+        if claims.grants.subscribe:
+            self._sub = self.hub.media.create_transport(on_closed=lambda r: self._on_transport_closed("sub", r))
+        reply = {
+            "type": "joined",
+            "participant": {"id": claims.participant_id, "role": claims.role.value, "name": claims.name,
+                            "can_publish": room.can_publish(claims.participant_id),
+                            "can_subscribe": claims.grants.subscribe},
+            "room": {"id": room.id, "kind": room.kind.value,
+                     "participants": self.hub.room_view(room, exclude=claims.participant_id)},
+        }
+        if message.get("id") is not None:
+            reply["id"] = message["id"]
+        self.send(reply)  # sent here so that it precedes the first subscribe offer
+        if self._sub is not None:
+            self.hub.subscribe_existing(self, room)
+
+    def on_publish(self, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.room is not None
+        if not self.room.can_publish(self.participant_id):
+            raise ProtocolError("permission_denied", "this participant may not publish")
+        sdp, codec = message.get("sdp"), message.get("video_codec", "VP8")
+        if not isinstance(sdp, str) or codec not in ("VP8", "H264"):
+            raise ProtocolError("invalid_message", "publish needs sdp (string) and video_codec VP8|H264")
+        try:
+            offer = parse_publish_offer(sdp, video_codec=codec)
+        except SdpError as exc:
+            raise ProtocolError("invalid_sdp", str(exc)) from None
+        if self._pub_ufrag is not None and offer.transport.ice_ufrag != self._pub_ufrag:
+            raise ProtocolError("invalid_sdp", "ICE restart is not supported; reuse the publish connection")
+        return self._apply_publish(offer)
+
+    def _apply_publish(self, offer: PublishOffer) -> dict[str, Any]:
+        assert self.room is not None
+        if self._pub is None:
+            self._pub = self.hub.media.create_transport(on_closed=lambda r: self._on_transport_closed("pub", r))
+            self._pub.set_remote(ice_ufrag=offer.transport.ice_ufrag, ice_pwd=offer.transport.ice_pwd,
+                                 fingerprints=list(offer.transport.fingerprints))
+            self._pub_ufrag = offer.transport.ice_ufrag
+        active = {s.mid: s for s in offer.sections if s.params is not None}
+        for mid in [m for m in self._published if m not in active]:
+            gone = self._published.pop(mid)
+            self.hub.unpublish(self, self.room, gone.track_id)
+        answer = write_publish_answer(offer, self._local(self._pub), session_id=self._session_id)
+        tracks = []
+        for mid, section in active.items():
+            assert section.params is not None
+            if mid not in self._published:
+                producer = self.hub.router(self.room).add_producer(self._pub, section.params)
+                track_id = "tr_" + secrets.token_hex(6)
+                self._published[mid] = _Published(track_id, producer)
+                self.hub.publish(self, self.room, track_id, section.kind, bool(section.simulcast_rids), producer)
+            tracks.append({"id": self._published[mid].track_id, "mid": mid, "kind": section.kind,
+                           "simulcast": bool(section.simulcast_rids)})
+        return {"type": "answer", "sdp": answer, "tracks": tracks}
+
+    def on_answer(self, message: dict[str, Any]) -> dict[str, Any]:
+        sdp, offer_id = message.get("sdp"), message.get("offer_id")
+        if not isinstance(sdp, str) or not isinstance(offer_id, int) or isinstance(offer_id, bool):
+            raise ProtocolError("invalid_message", "answer needs sdp (string) and offer_id (integer)")
+        if self._outstanding is None or offer_id != self._outstanding or self._sub is None:
+            raise ProtocolError("invalid_state", "no such subscribe offer outstanding")
+        try:
+            answer = parse_subscribe_answer(sdp, [s.mid for s in self._sent_slots])
+        except SdpError as exc:
+            raise ProtocolError("invalid_sdp", str(exc)) from None
+        if not self._sub_remote_set:
+            self._sub.set_remote(ice_ufrag=answer.transport.ice_ufrag, ice_pwd=answer.transport.ice_pwd,
+                                 fingerprints=list(answer.transport.fingerprints))
+            self._sub_remote_set = True
+        self._outstanding = None
+        if self._dirty:
+            self._renegotiate()
+        return {"type": "ok"}
+
+    def on_pin_layer(self, message: dict[str, Any]) -> dict[str, Any]:
+        track_id, layer = message.get("track_id"), message.get("layer")
+        if not isinstance(track_id, str) or not (
+            layer is None or (isinstance(layer, int) and not isinstance(layer, bool) and 0 <= layer <= 2)
+        ):
+            raise ProtocolError("invalid_message", "pin_layer needs track_id and layer 0, 1, 2 or null")
+        received = self._received.get(track_id)
+        if received is None:
+            raise ProtocolError("unknown_track", "you do not receive this track")
+        received.consumer.pin_layer(layer)
+        return {"type": "ok"}
+
+    def on_leave(self, message: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"type": "ok"}
+        if message.get("id") is not None:
+            reply["id"] = message["id"]
+        self.send(reply)
+        self._cleanup("left")
+        self.claims = None
+        self.terminate(CLOSE_NORMAL, None, "left")
+
+    def on_ping(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "pong"}
+
+    # -- subscribe renegotiation ------------------------------------------------------------------------
+
+    def _renegotiate(self) -> None:
+        if self._sub is None or self._closing:
+            return
+        if self._outstanding is not None:
+            self._dirty = True  # folded into the next offer once this one is answered
+            return
+        if not self._slots:
+            return
+        self._dirty = False
+        self._offer_id += 1
+        self._outstanding = self._offer_id
+        self._sent_slots = list(self._slots)
+        sdp = write_subscribe_offer(self._sent_slots, self._local(self._sub), session_id=self._session_id,
+                                    version=self._offer_id)
+        tracks = [{"mid": s.mid, "track_id": s.track_id, "participant_id": s.stream_id, "kind": s.kind.value}
+                  for s in self._sent_slots]
+        self.send({"type": "offer", "offer_id": self._offer_id, "sdp": sdp, "tracks": tracks})
+
+
+_HANDLERS: dict[str, Any] = {
+    "join": Session.on_join,
+    "publish": Session.on_publish,
+    "answer": Session.on_answer,
+    "pin_layer": Session.on_pin_layer,
+    "leave": Session.on_leave,
+    "ping": Session.on_ping,
+}
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0)
+    await ws.prepare(request)
+    session = Session(ws, request.app["hub"], request.app["config"])
+    await session.run()
+    return ws
