@@ -116,7 +116,7 @@ class Vp8Munger:
 
     def rewrite(self, payload: bytes | memoryview) -> bytes | memoryview:
         """The payload with rewritten picture id / tl0picidx; the input itself when nothing changes."""
-        pid_at, width, tl0_at, _ = _offsets(payload)
+        pid_at, width, tl0_at, size = _offsets(payload)
         out_pid = out_tl0 = -1
         if pid_at >= 0:
             if width == 2:
@@ -145,7 +145,7 @@ class Vp8Munger:
                 self._last_tl0 = out_tl0
         if (out_pid < 0 or self._pid_offset & 0x7FFF == 0) and (out_tl0 < 0 or self._tl0_offset & 0xFF == 0):
             return payload
-        buf = bytearray(payload)
+        buf = bytearray(payload[:size])  # only the descriptor is edited; the frame data is copied once below
         if out_pid >= 0:
             if width == 2:
                 buf[pid_at] = 0x80 | out_pid >> 8
@@ -154,4 +154,4 @@ class Vp8Munger:
                 buf[pid_at] = out_pid
         if out_tl0 >= 0:
             buf[tl0_at] = out_tl0
-        return bytes(buf)
+        return bytes(buf) + payload[size:]
