@@ -7,20 +7,26 @@ otherwise, so a production server never mints tokens without the platform's API 
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from signalling.config import Config
-from signalling.rooms import RoomError, RoomKind, RoomRegistry
+from signalling.rooms import Room, RoomError, RoomKind, RoomRegistry
 from signalling.tokens import ROOM_ID_RE, Role, mint_token
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEMO_TOKEN_TTL = 300.0  # seconds; the SDK joins right away, so a short life is enough
 MAX_NAME = 40
+
+
+class RoomDirectory(Protocol):
+    """What the routes need from the app's room owner (`signalling.hub.Hub` fits)."""
+
+    registry: RoomRegistry
+
+    def create_room(self, kind: RoomKind, *, room_id: str | None, max_observers: int) -> Room: ...
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -31,13 +37,12 @@ def add_dev_routes(
     app: web.Application,
     *,
     config: Config,
-    registry: RoomRegistry,
-    clock: Callable[[], float] = time.time,
+    rooms: RoomDirectory,
     static_dir: Path = STATIC_DIR,
 ) -> None:
     """In dev mode only: `GET /` (demo page) and `POST /dev/token` (create the room if needed, mint a token).
 
-    `registry` is the app's RoomRegistry; `clock` must be the clock the REST API passes to it as `now`.
+    `rooms` is the app's room owner (the `Hub`), so demo rooms get their media router like REST-created ones.
     """
     if not config.dev:
         return
@@ -65,9 +70,9 @@ def add_dev_routes(
         if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
             return _error(400, "bad_request", f"name must be a string of at most {MAX_NAME} chars")
         try:
-            room = registry.get(room_id)
+            room = rooms.registry.get(room_id)
         except RoomError:
-            room = registry.create(room_id, kind, max_observers=1, now=clock())
+            room = rooms.create_room(kind, room_id=room_id, max_observers=1)
         if room.kind is not kind:
             return _error(409, "room_exists", f"room {room_id} is a {room.kind.value} room")
         participant_id = f"demo-{role.value}-{secrets.token_hex(4)}"

@@ -10,8 +10,19 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from signalling.config import Config
 from signalling.devtools import add_dev_routes
-from signalling.rooms import RoomRegistry
+from signalling.rooms import Room, RoomKind, RoomRegistry
 from signalling.tokens import verify_token
+
+
+class Rooms:
+    """The slice of the Hub that the dev routes use (rooms without media)."""
+
+    def __init__(self) -> None:
+        self.registry = RoomRegistry(grace=60)
+
+    def create_room(self, kind: RoomKind, *, room_id: str | None, max_observers: int) -> Room:
+        return self.registry.create(room_id or "generated", kind, max_observers=max_observers, now=0.0)
+
 
 KEY, SECRET = "dev-key", "dev-secret-0123456789abcdef0123456789"
 
@@ -22,8 +33,9 @@ async def make_client() -> AsyncIterator[Callable[[bool], object]]:
 
     async def make(dev: bool) -> tuple[TestClient, RoomRegistry]:
         app = web.Application()
-        registry = RoomRegistry(grace=60)
-        add_dev_routes(app, config=Config(dev=dev, api_key=KEY, api_secret=SECRET), registry=registry)
+        rooms = Rooms()
+        registry = rooms.registry
+        add_dev_routes(app, config=Config(dev=dev, api_key=KEY, api_secret=SECRET), rooms=rooms)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
