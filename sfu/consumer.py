@@ -1,0 +1,232 @@
+"""One subscriber's copy of one producer: layer selection, header rewriting, retransmission."""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import TYPE_CHECKING, Protocol
+
+from sfu.munger import SeqMunger, TsMunger
+from sfu.nack import RetransmissionBuffer
+from sfu.params import ConsumerParams, HeaderExtension, MediaKind
+from sfu.rtp import EgressWriter, ExtIds, RtpPacket, parse_rtp
+from sfu.stats import DropReason, MediaStats
+from sfu.vp8 import Vp8Munger
+
+if TYPE_CHECKING:
+    from sfu.producer import Producer
+
+# DESIGN.md section 3: about 1-2 s of history.
+VIDEO_HISTORY = 500
+AUDIO_HISTORY = 200
+
+
+class PauseReason(str, enum.Enum):
+    NONE = "none"
+    NO_LAYER_FLOWING = "no_layer_flowing"
+    BANDWIDTH = "bandwidth"  # set by adaptation: the link cannot carry the lowest layer
+    PUBLISHER_MUTED = "publisher_muted"
+    HELD = "held"  # set by the session layer (waiting room, private check-in)
+
+
+class EgressSink(Protocol):
+    """The subscriber connection a consumer sends through."""
+
+    def next_tcc_seq(self) -> int: ...
+
+    def send_rtp(self, data: bytes, tcc_seq: int, *, now: float) -> None: ...
+
+    def remove_consumer(self, consumer: Consumer) -> None: ...
+
+
+class Consumer:
+    """Forwards one producer to one subscriber, rewriting SSRC, PT, sequence numbers and timestamps."""
+
+    def __init__(
+        self,
+        consumer_id: str,
+        producer: Producer,
+        params: ConsumerParams,
+        *,
+        sink: EgressSink,
+        stats: MediaStats,
+        rng: random.Random,
+    ) -> None:
+        self.id = consumer_id
+        self.producer = producer
+        self.params = params
+        self.kind = params.kind
+        self.kind_label = params.kind.value
+        self.ssrc = params.ssrc
+        self.rtx_ssrc = params.rtx_ssrc
+        self.closed = False
+        self._sink = sink
+        self._stats = stats
+        ids = params.header_extensions
+        self._writer = EgressWriter(
+            params.ssrc,
+            params.codec.payload_type,
+            transport_cc_id=ids.get(HeaderExtension.TRANSPORT_CC),
+            audio_level_id=ids.get(HeaderExtension.AUDIO_LEVEL) if params.kind is MediaKind.AUDIO else None,
+        )
+        self._ext_ids = ExtIds.from_map(dict(ids))
+        self._rtx_writer = (
+            EgressWriter(params.rtx_ssrc, params.codec.rtx_payload_type,
+                         transport_cc_id=ids.get(HeaderExtension.TRANSPORT_CC))
+            if params.rtx_ssrc is not None and params.codec.rtx_payload_type is not None
+            else None
+        )
+        self._rtx_seq = rng.randrange(0x10000)
+        # Random initial values (RFC 3550 section 5.1); continuity afterwards is the munger's job.
+        self._seq = SeqMunger(rng.randrange(0x10000))
+        self._ts = TsMunger(params.codec.clock_rate, rng.randrange(0x100000000))
+        self._vp8 = Vp8Munger() if producer.simulcast and producer.codec.name == "VP8" else None
+        self._history = RetransmissionBuffer(VIDEO_HISTORY if params.kind is MediaKind.VIDEO else AUDIO_HISTORY)
+        # Layer state (video only): what we forward now, what we want, and a pin from the subscriber.
+        self.current_layer: int | None = None if params.kind is MediaKind.VIDEO else 0
+        self.target_layer: int | None = None if params.kind is MediaKind.VIDEO else 0
+        self.pinned_layer: int | None = None
+        self.pause_reason = PauseReason.NONE
+        # Sender statistics for SR (RFC 3550 section 6.4.1).
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.last_out_ts: int | None = None
+        self.last_send_time = 0.0
+        # Receiver feedback about this stream.
+        self.fraction_lost = 0.0
+        self.jitter_s = 0.0
+        self.rtt_s: float | None = None
+        self.layer_switches = 0
+
+    @property
+    def paused(self) -> bool:
+        return self.pause_reason is not PauseReason.NONE
+
+    # -- hot path --------------------------------------------------------------------------------
+
+    def forward(self, pkt: RtpPacket, payload: memoryview, layer: int, ext_seq: int, ext_ts: int,
+                keyframe: bool, *, now: float) -> None:
+        if self.pause_reason is not PauseReason.NONE:
+            self._stats.drops[DropReason.CONSUMER_PAUSED] += 1
+            return
+        if layer != self.current_layer:
+            if self.target_layer is None:
+                self.target_layer = layer  # first packets of a stream nobody chose a layer for yet
+            if layer != self.target_layer or not keyframe:
+                self._stats.drops[
+                    DropReason.WAITING_FOR_KEYFRAME if layer == self.target_layer else DropReason.LAYER_NOT_SELECTED
+                ] += 1
+                if layer == self.target_layer:
+                    self.producer.request_keyframe(layer, now=now)
+                return
+            self._switch(ext_seq, ext_ts, now=now)
+            self.current_layer = layer
+        seq = self._seq.map(ext_seq)
+        if seq is None:
+            self._stats.drops[DropReason.DUPLICATE] += 1
+            return
+        ts = self._ts.map(ext_ts, now=now)
+        if self._vp8 is not None:
+            payload = self._vp8.rewrite(payload)  # type: ignore[assignment]
+        sink = self._sink
+        tcc = sink.next_tcc_seq()
+        data = self._writer.build(marker=pkt.marker, seq=seq, ts=ts, tcc_seq=tcc,
+                                  audio_level=pkt.audio_level, payload=payload)
+        self._history.store(seq, data, now=now)
+        sink.send_rtp(data, tcc, now=now)
+        self.packets_sent += 1
+        self.octets_sent += len(payload)
+        self.last_out_ts = ts
+        self.last_send_time = now
+        stats = self._stats
+        stats.packets_forwarded[self.kind_label] += 1
+        stats.bytes_forwarded[self.kind_label] += len(data)
+
+    def _switch(self, ext_seq: int, ext_ts: int, *, now: float) -> None:
+        if self.current_layer is not None:
+            self.layer_switches += 1
+        self._seq.switch(ext_seq)
+        self._ts.switch(ext_ts, now=now)
+        if self._vp8 is not None:
+            self._vp8.switch()
+
+    # -- feedback from the subscriber ----------------------------------------------------------
+
+    def retransmit(self, seqs: list[int], *, now: float) -> int:
+        """Answer a NACK from our history, as RTX when negotiated. Returns how many were resent."""
+        sent = 0
+        rtt = self.rtt_s if self.rtt_s is not None else 0.1
+        for seq in seqs:
+            data = self._history.get(seq, now=now, rtt=rtt)
+            if data is None:
+                continue
+            try:
+                orig = parse_rtp(data, self._ext_ids)
+            except ValueError:
+                continue
+            payload = memoryview(orig.data)[orig.payload_offset : orig.payload_end]
+            tcc = self._sink.next_tcc_seq()
+            if self._rtx_writer is not None:
+                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+                out = self._rtx_writer.build_rtx(marker=orig.marker, seq=self._rtx_seq, ts=orig.ts, osn=seq,
+                                                 tcc_seq=tcc, payload=payload)
+            else:
+                out = self._writer.build(marker=orig.marker, seq=seq, ts=orig.ts, tcc_seq=tcc,
+                                         audio_level=orig.audio_level, payload=payload)
+            self._sink.send_rtp(out, tcc, now=now)
+            sent += 1
+        self._stats.retransmissions_sent += sent
+        return sent
+
+    def request_keyframe(self, *, now: float) -> None:
+        """A PLI/FIR from the subscriber: relayed to the publisher for the layer it is getting."""
+        layer = self.current_layer if self.current_layer is not None else self.target_layer
+        if layer is None:
+            layer = len(self.producer.streams) - 1  # nothing chosen yet: the layer automatic choice would pick
+        self.producer.request_keyframe(layer, now=now)
+
+    def on_report(self, *, fraction_lost: float, jitter_s: float, rtt_s: float | None) -> None:
+        self.fraction_lost = fraction_lost
+        self.jitter_s = jitter_s
+        if rtt_s is not None:
+            self.rtt_s = rtt_s
+
+    # -- control -----------------------------------------------------------------------------------
+
+    def pin_layer(self, layer: int | None) -> None:
+        """Pin this subscriber to one simulcast layer (0 = lowest), or None for automatic choice."""
+        if layer is not None and not 0 <= layer < len(self.producer.streams):
+            raise ValueError(f"layer {layer} out of range for {len(self.producer.streams)} layers")
+        self.pinned_layer = layer
+
+    def set_paused(self, reason: PauseReason) -> None:
+        """Pause (any reason but NONE) or resume. Resuming video waits for a keyframe."""
+        if reason is self.pause_reason:
+            return
+        self.pause_reason = reason
+        if reason is PauseReason.NONE and self.kind is MediaKind.VIDEO:
+            self.current_layer = None
+
+    def update_layer(self, *, now: float) -> None:
+        """Choose the layer to forward: the pinned one if flowing, else the highest flowing one."""
+        if self.kind is not MediaKind.VIDEO or self.closed:
+            return
+        flowing = self.producer.flowing_layers(now=now)
+        if not flowing:
+            return  # keep the current choice: the publisher may just be between packets
+        if self.pinned_layer is not None and self.pinned_layer in flowing:
+            target = self.pinned_layer
+        else:
+            target = max(flowing)
+        if target != self.target_layer:
+            self.target_layer = target
+            if target != self.current_layer:
+                self.producer.request_keyframe(target, now=now)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self in self.producer.consumers:
+            self.producer.consumers.remove(self)
+        self._sink.remove_consumer(self)

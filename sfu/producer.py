@@ -1,0 +1,242 @@
+"""A published track: its receive streams (one per simulcast layer), keyframe requests, fan-out."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from sfu import h264, vp8
+from sfu.nack import NackGenerator
+from sfu.params import Codec, MediaKind, ProducerParams
+from sfu.rtp import RtpPacket, SeqUnwrapper, TsUnwrapper, rtx_original_seq
+from sfu.stats import DropReason, MediaStats
+
+if TYPE_CHECKING:
+    from sfu.consumer import Consumer
+
+# A PLI/FIR per source at most this often (DESIGN.md section 3; LiveKit throttles at 500 ms).
+KEYFRAME_REQUEST_INTERVAL = 0.5
+# A layer counts as flowing while packets arrived within this window.
+LAYER_IDLE_AFTER = 1.0
+# Bitrate meter window.
+RATE_WINDOW = 1.0
+
+
+class KeyframeMethod(enum.Enum):
+    PLI = "pli"  # RFC 4585 section 6.3.1
+    FIR = "fir"  # RFC 5104 section 4.3.1
+
+
+class ProducerSink(Protocol):
+    """What a producer needs from the connection it arrives on."""
+
+    def request_keyframe(self, ssrc: int, method: KeyframeMethod) -> None: ...
+
+    def remove_producer(self, producer: Producer) -> None: ...
+
+
+@dataclass
+class RecvStream:
+    """One incoming RTP stream of a producer: a simulcast layer (or the only stream)."""
+
+    layer: int
+    rid: str | None
+    ssrc: int | None
+    rtx_ssrc: int | None
+    seq: SeqUnwrapper
+    ts: TsUnwrapper
+    nack: NackGenerator
+    last_arrival: float = -1e9
+    last_keyframe: float = -1e9
+    last_keyframe_request: float = -1e9
+    packets: int = 0
+    bytes: int = 0
+    # Bitrate meter: bytes in the current window and the rate of the previous one.
+    window_start: float = 0.0
+    window_bytes: int = 0
+    bitrate_bps: float = 0.0
+    # For receiver reports (RFC 3550 appendix A.3 and A.8).
+    base_ext_seq: int | None = None
+    max_ext_seq: int = -1
+    expected_prior: int = 0
+    received_prior: int = 0
+    jitter: float = 0.0
+    last_transit: float | None = None
+    last_sr_ntp_middle: int = 0
+    last_sr_arrival: float | None = None
+
+    def flowing(self, now: float) -> bool:
+        return now - self.last_arrival < LAYER_IDLE_AFTER
+
+
+def _keyframe_detector(codec: Codec) -> Callable[[bytes | memoryview], bool] | None:
+    name = codec.name
+    if name == "VP8":
+        return vp8.is_keyframe
+    if name == "H264":
+        return h264.is_keyframe
+    return None
+
+
+class Producer:
+    """One published audio or video track and the consumers it feeds."""
+
+    def __init__(
+        self,
+        producer_id: str,
+        params: ProducerParams,
+        *,
+        sink: ProducerSink,
+        stats: MediaStats,
+    ) -> None:
+        self.id = producer_id
+        self.params = params
+        self.kind = params.kind
+        self.kind_label = params.kind.value
+        self.closed = False
+        self._sink = sink
+        self._stats = stats
+        self.consumers: list[Consumer] = []
+        self._codecs_by_pt = {c.payload_type: c for c in params.codecs}
+        self._rtx_pts = {c.rtx_payload_type for c in params.codecs if c.rtx_payload_type is not None}
+        self.codec = params.codecs[0]
+        self._is_keyframe = _keyframe_detector(self.codec) if params.kind is MediaKind.VIDEO else None
+        self._keyframe_method = (
+            KeyframeMethod.PLI
+            if any(fb == "nack pli" for fb in self.codec.rtcp_feedback) or not self.codec.rtcp_feedback
+            else KeyframeMethod.FIR
+        )
+        encodings = params.encodings or ()
+        self.streams: list[RecvStream] = []
+        for layer, enc in enumerate(encodings or [None]):
+            self.streams.append(
+                RecvStream(
+                    layer=layer,
+                    rid=enc.rid if enc else None,
+                    ssrc=enc.ssrc if enc else None,
+                    rtx_ssrc=enc.rtx_ssrc if enc else None,
+                    seq=SeqUnwrapper(),
+                    ts=TsUnwrapper(),
+                    nack=NackGenerator(),
+                )
+            )
+        self._by_rid = {s.rid: s for s in self.streams if s.rid is not None}
+        # ssrc -> (stream, is_rtx); filled from the offer and by discovery (rid / mid).
+        self.ssrc_map: dict[int, tuple[RecvStream, bool]] = {}
+        for s in self.streams:
+            if s.ssrc is not None:
+                self.ssrc_map[s.ssrc] = (s, False)
+            if s.rtx_ssrc is not None:
+                self.ssrc_map[s.rtx_ssrc] = (s, True)
+
+    @property
+    def simulcast(self) -> bool:
+        return len(self.streams) > 1
+
+    # -- SSRC discovery -------------------------------------------------------------------------
+
+    def bind(self, pkt: RtpPacket) -> tuple[RecvStream, bool] | None:
+        """Claim an SSRC first seen with this producer's mid, by its rid or repaired rid (RFC 8852)."""
+        is_rtx = pkt.pt in self._rtx_pts
+        stream: RecvStream | None
+        if is_rtx and pkt.repaired_rid is not None:
+            stream = self._by_rid.get(pkt.repaired_rid)
+        elif pkt.rid is not None:
+            stream = self._by_rid.get(pkt.rid)
+        elif not self.simulcast:
+            stream = self.streams[0]
+        else:
+            stream = None
+        if stream is None or (stream.rtx_ssrc if is_rtx else stream.ssrc) is not None:
+            return None  # no such layer, or its SSRC is known already: a stray stream must not take over
+        if is_rtx:
+            stream.rtx_ssrc = pkt.ssrc
+        else:
+            stream.ssrc = pkt.ssrc
+        entry = (stream, is_rtx)
+        self.ssrc_map[pkt.ssrc] = entry
+        return entry
+
+    # -- ingress --------------------------------------------------------------------------------
+
+    def receive(self, pkt: RtpPacket, stream: RecvStream, is_rtx: bool, *, now: float) -> None:
+        """Account one packet and forward it to every consumer."""
+        payload_offset = pkt.payload_offset
+        if is_rtx:
+            if pkt.payload_end - payload_offset <= 2:
+                self._stats.drop(DropReason.PADDING_ONLY)
+                return
+            seq = rtx_original_seq(pkt)
+            payload_offset += 2
+        else:
+            if pkt.payload_end == payload_offset:
+                # Padding-only packets probe the publisher's own link; their transport-wide
+                # sequence number was recorded already.
+                self._stats.drop(DropReason.PADDING_ONLY)
+                return
+            seq = pkt.seq
+            if pkt.pt not in self._codecs_by_pt:
+                self._stats.drop(DropReason.UNKNOWN_PAYLOAD_TYPE)
+                return
+        ext_seq = stream.seq.unwrap(seq)
+        ext_ts = stream.ts.unwrap(pkt.ts)
+        payload = memoryview(pkt.data)[payload_offset : pkt.payload_end]
+        keyframe = self._is_keyframe is not None and self._is_keyframe(payload)
+        size = len(pkt.data)
+        stream.packets += 1
+        stream.bytes += size
+        if now - stream.window_start >= RATE_WINDOW:
+            elapsed = now - stream.window_start
+            stream.bitrate_bps = stream.window_bytes * 8 / elapsed if elapsed < 2 * RATE_WINDOW else 0.0
+            stream.window_start = now
+            stream.window_bytes = 0
+        stream.window_bytes += size
+        if not is_rtx:
+            self._update_receive_stats(stream, ext_seq, pkt.ts, now)
+            stream.nack.on_packet(ext_seq, now=now, is_keyframe=keyframe)
+        stream.last_arrival = now
+        if keyframe:
+            stream.last_keyframe = now
+        for consumer in self.consumers:
+            consumer.forward(pkt, payload, stream.layer, ext_seq, ext_ts, keyframe, now=now)
+
+    def _update_receive_stats(self, stream: RecvStream, ext_seq: int, ts: int, now: float) -> None:
+        if stream.base_ext_seq is None:
+            stream.base_ext_seq = ext_seq
+        stream.max_ext_seq = max(stream.max_ext_seq, ext_seq)
+        # Interarrival jitter, RFC 3550 appendix A.8, in timestamp units.
+        transit = now * self.codec.clock_rate - ts
+        if stream.last_transit is not None:
+            d = abs(transit - stream.last_transit)
+            if d < self.codec.clock_rate * 10:  # ignore timestamp jumps (wrap, restarts)
+                stream.jitter += (d - stream.jitter) / 16
+        stream.last_transit = transit
+
+    # -- keyframes -------------------------------------------------------------------------------
+
+    def request_keyframe(self, layer: int, *, now: float) -> bool:
+        """Ask the publisher for a keyframe on one layer; at most one per source per interval."""
+        if self.kind is not MediaKind.VIDEO or self.closed:
+            return False
+        stream = self.streams[min(layer, len(self.streams) - 1)]
+        if stream.ssrc is None or now - stream.last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            return False
+        stream.last_keyframe_request = now
+        self._sink.request_keyframe(stream.ssrc, self._keyframe_method)
+        return True
+
+    # -- layers ----------------------------------------------------------------------------------
+
+    def flowing_layers(self, *, now: float) -> list[int]:
+        return [s.layer for s in self.streams if s.flowing(now)]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for consumer in list(self.consumers):
+            consumer.close()
+        self.consumers.clear()
+        self._sink.remove_producer(self)
