@@ -83,7 +83,7 @@ async def main(host: str, n: int) -> None:
 
         wire = [protect(p) for p in batch()]
         t_protect = per_packet_us(protect, batch)
-        same = functools.partial(list, wire)
+        same: Callable[[], list[bytes]] = functools.partial(list, wire)
         t_sock = per_packet_us(lambda d: sock_sendto(d, sink_addr), same)
         t_aio = per_packet_us(lambda d: aio_sendto(d, sink_addr), same)
         await asyncio.sleep(0.05)  # let asyncio drain anything it buffered
