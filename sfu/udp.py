@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import math
 import random
 import socket
@@ -24,6 +25,7 @@ TIMER_TICK = 0.02  # seconds; DTLS retransmits start at 1 s (RFC 6347 section 4.
 SOCKET_BUFFER = 4 * 1024 * 1024  # bytes asked for SO_RCVBUF/SO_SNDBUF; the kernel may cap it
 
 _UNKNOWN_ADDRESS = DropReason.UNKNOWN_ADDRESS
+log = logging.getLogger(__name__)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -150,6 +152,14 @@ class UdpEndpoint:
     # ---- datagrams ---------------------------------------------------------------------------------
 
     def _datagram_received(self, data: bytes, addr: Addr) -> None:
+        try:
+            self._demux(data, addr)
+        except Exception:
+            # A bug behind one transport (e.g. in a listener) must not take the shared socket down: some
+            # loops (uvloop) close a datagram transport whose protocol callback raised.
+            log.exception("datagram handling failed len=%d", len(data))  # no addresses in logs
+
+    def _demux(self, data: bytes, addr: Addr) -> None:
         first = data[0] if data else 255
         if 127 < first < 192:  # SRTP/SRTCP: the hot path
             transport = self._by_addr.get(addr)
@@ -216,7 +226,11 @@ class UdpEndpoint:
                 due.append(transport)
         # Handled after popping: a deadline that stays due is retried next tick, not spun on.
         for transport in due:
-            transport.handle_timer(now=now)
+            try:
+                transport.handle_timer(now=now)
+            except Exception:  # one transport's failure must not stop the others' timers
+                log.exception("transport timer failed transport=%s", transport.id)
+                transport.close("internal_error")
             self._refresh(transport)
         if not self._closed:
             self._timer = asyncio.get_running_loop().call_later(TIMER_TICK, self._tick)

@@ -8,6 +8,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
+import pytest
 from aioice import stun
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -247,6 +248,38 @@ async def test_two_endpoints_on_real_sockets_exchange_rtp_and_rtcp() -> None:
         await until(lambda: server.state is TransportState.CLOSED)
         assert rs.states[-1] == (TransportState.CLOSED, "dtls_closed")
         assert server_ep.transports == [] and client_ep.transports == []
+    finally:
+        client_ep.close()
+        server_ep.close()
+
+
+class Exploding(Recorder):
+    def on_rtp(self, transport: WebRtcTransport, data: bytes, *, now: float) -> None:
+        super().on_rtp(transport, data, now=now)
+        if len(self.rtp) == 1:
+            raise RuntimeError("a bug in the forwarding core")
+
+
+async def test_a_raising_listener_does_not_take_the_shared_socket_down(caplog: pytest.LogCaptureFixture) -> None:
+    stats = MediaStats()
+    server_ep = await UdpEndpoint.create(HOST_ADDR, 0, stats=stats)
+    client_ep = await UdpEndpoint.create(HOST_ADDR, 0, stats=stats)
+    try:
+        rs, rc = Exploding(event=asyncio.Event()), Recorder()
+        server = server_ep.create_transport(rs)
+        client = client_ep.create_transport(rc, role="client")
+        server.set_remote(ice_ufrag=client.ice_ufrag, ice_pwd=client.ice_pwd, fingerprints=[client.fingerprint])
+        client.set_remote(ice_ufrag=server.ice_ufrag, ice_pwd=server.ice_pwd, fingerprints=[server.fingerprint])
+        client_ep.connect(client, server_ep.local_address)
+        assert rs.event is not None
+        async with asyncio.timeout(5):
+            while client.state is not TransportState.CONNECTED or len(rs.rtp) < 2:
+                if client.state is TransportState.CONNECTED:
+                    client.send_rtp(rtp(len(rs.rtp)))
+                rs.event.clear()
+                await asyncio.wait([asyncio.ensure_future(rs.event.wait())], timeout=0.05)
+        assert rs.rtp[:2] == [rtp(0), rtp(1)]
+        assert "datagram handling failed" in caplog.text
     finally:
         client_ep.close()
         server_ep.close()
