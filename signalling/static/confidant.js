@@ -322,7 +322,8 @@ export class Room extends EventTarget {
     }
     await pc.setRemoteDescription({ type: 'offer', sdp: withFinalCrlf(msg.sdp) });
     await pc.setLocalDescription(await pc.createAnswer());
-    await waitForGathering(pc);
+    // No waiting for candidates: Confidant is ICE-lite and learns our address from our checks, while
+    // Chrome (DTLS client here) starts the handshake at once, so the fingerprint must reach it first.
     await this._request('answer', { offer_id: msg.offer_id, sdp: pc.localDescription.sdp });
     // Tracks on m-sections that were already negotiated fire no new `track` event: announce them here.
     for (const tr of pc.getTransceivers()) {

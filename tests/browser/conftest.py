@@ -25,4 +25,5 @@ async def server() -> AsyncIterator[ServerProcess]:
     try:
         yield proc
     finally:
+        print(f"--- server log tail ---\n{proc.log_tail(60)}")  # shown by pytest when the test fails
         await proc.stop()

@@ -97,7 +97,7 @@ async def start_server() -> ServerProcess:
     fd, log_name = tempfile.mkstemp(prefix="confidant-server-", suffix=".log")
     log = os.fdopen(fd, "wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "signalling.cli", cwd=ROOT, env=env, stdout=log, stderr=log
+        sys.executable, "-m", "signalling", cwd=ROOT, env=env, stdout=log, stderr=log
     )
     log.close()
     server = ServerProcess(f"http://{HOST_ADDR}:{http_port}", proc, Path(log_name))

@@ -36,7 +36,7 @@ class Participant:
         return self.browser.page
 
     async def join(self, base_url: str, token: str, *, name: str = "") -> str:
-        await self.page.goto(f"{base_url}/?autojoin=1&token={token}&name={name}")
+        await self.page.goto(f"{base_url}/static/index.html?autojoin=1&token={token}&name={name}")
         state = await self.browser.wait_for(
             "() => document.body.dataset.state === 'joined' || document.body.dataset.state === 'error'"
             " ? document.body.dataset.state : null",
