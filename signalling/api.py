@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from signalling import keys
 from signalling.config import Config
 from signalling.hub import Hub
 from signalling.rooms import DEFAULT_OBSERVERS, Room, RoomError, RoomKind, RoomState
@@ -46,7 +47,7 @@ def _authorized(request: web.Request, config: Config) -> bool:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/v1/"):
-        if not _authorized(request, request.app["config"]):
+        if not _authorized(request, request.app[keys.CONFIG]):
             return error_response("unauthorized", "missing or wrong API key/secret")
         if request.content_length is not None and request.content_length > MAX_BODY:
             return error_response("request_too_large", "request bodies are limited to 64 KiB")
@@ -91,7 +92,7 @@ def room_json(room: Room) -> dict[str, Any]:
 
 async def create_room(request: web.Request) -> web.Response:
     body = await _body(request)
-    hub: Hub = request.app["hub"]
+    hub: Hub = request.app[keys.HUB]
     try:
         kind = RoomKind(body.get("kind"))
     except ValueError:
@@ -106,24 +107,24 @@ async def create_room(request: web.Request) -> web.Response:
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    hub: Hub = request.app["hub"]
+    hub: Hub = request.app[keys.HUB]
     return web.json_response({"rooms": [room_json(r) for r in hub.rooms()]})
 
 
 async def get_room(request: web.Request) -> web.Response:
-    hub: Hub = request.app["hub"]
+    hub: Hub = request.app[keys.HUB]
     return web.json_response(room_json(hub.registry.get(request.match_info["room_id"])))
 
 
 async def end_room(request: web.Request) -> web.Response:
-    hub: Hub = request.app["hub"]
+    hub: Hub = request.app[keys.HUB]
     return web.json_response(room_json(hub.end_room(request.match_info["room_id"])))
 
 
 async def create_token(request: web.Request) -> web.Response:
     body = await _body(request)
-    hub: Hub = request.app["hub"]
-    config: Config = request.app["config"]
+    hub: Hub = request.app[keys.HUB]
+    config: Config = request.app[keys.CONFIG]
     room = hub.registry.get(request.match_info["room_id"])
     if room.state is RoomState.ENDED:
         raise RoomError("room_ended", "the room has ended")

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from sfu.server import MediaConfig, MediaServer
 from signalling import api
+from signalling import keys
 from signalling.config import Config
 from signalling.hub import Hub
 from signalling.metrics import make_registry, metrics_handler
@@ -24,9 +25,9 @@ def create_app(config: Config, *, rng: random.Random | None = None) -> web.Appli
                                     announced_ips=config.announced_ips, consent_timeout=config.consent_timeout))
     hub = Hub(media, grace=config.room_grace, rng=rng)
     app = web.Application(middlewares=[api.auth_middleware], client_max_size=api.MAX_BODY)
-    app["config"] = config
-    app["hub"] = hub
-    app["metrics_registry"] = make_registry(hub)
+    app[keys.CONFIG] = config
+    app[keys.HUB] = hub
+    app[keys.METRICS] = make_registry(hub)
     api.add_routes(app)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/metrics", metrics_handler)

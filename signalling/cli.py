@@ -12,6 +12,7 @@ import time
 from aiohttp import web
 
 from signalling.app import create_app
+from signalling import keys
 from signalling.config import Config, ConfigError, load_config, resolve_credentials
 
 
@@ -66,7 +67,7 @@ async def serve(config: Config) -> None:
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)
     await site.start()
-    media = app["hub"].media
+    media = app[keys.HUB].media
     http_port = runner.addresses[0][1] if runner.addresses else config.http_port
     print(f"confidant listening on http://{config.http_host}:{http_port} "
           f"(ws /ws, metrics /metrics) media udp {config.udp_host}:{media.port}", flush=True)

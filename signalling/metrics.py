@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sfu.stats import DropReason, MediaStats
+from signalling import keys
 from signalling.hub import Hub
 from signalling.rooms import RoomKind, RoomState
 from signalling.tokens import Role
@@ -76,5 +77,5 @@ def make_registry(hub: Hub) -> CollectorRegistry:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    registry: CollectorRegistry = request.app["metrics_registry"]
+    registry: CollectorRegistry = request.app[keys.METRICS]
     return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from sfu.params import ConsumerParams
+from signalling import keys
 from signalling.config import Config
 from signalling.hub import Hub
 from signalling.rooms import Room, RoomError
@@ -220,10 +221,10 @@ class Session:
         for received in self._received.values():
             received.consumer.close()
         self._received.clear()
-        for transport in (self._pub, self._sub):
+        transports, self._pub, self._sub = (self._pub, self._sub), None, None  # our own close is no failure
+        for transport in transports:
             if transport is not None:
                 transport.close("participant_left")
-        self._pub = self._sub = None
 
     def _on_transport_closed(self, which: str, reason: str) -> None:
         if self._closing or (which == "pub" and self._pub is None) or (which == "sub" and self._sub is None):
@@ -394,6 +395,6 @@ _HANDLERS: dict[str, Any] = {
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0)
     await ws.prepare(request)
-    session = Session(ws, request.app["hub"], request.app["config"])
+    session = Session(ws, request.app[keys.HUB], request.app[keys.CONFIG])
     await session.run()
     return ws
