@@ -9,8 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from sfu.server import MediaConfig, MediaServer
-from signalling import api
-from signalling import keys
+from signalling import api, keys
 from signalling.config import Config
 from signalling.hub import Hub
 from signalling.metrics import make_registry, metrics_handler

@@ -11,8 +11,8 @@ import time
 
 from aiohttp import web
 
-from signalling.app import create_app
 from signalling import keys
+from signalling.app import create_app
 from signalling.config import Config, ConfigError, load_config, resolve_credentials
 
 

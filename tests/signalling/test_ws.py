@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from client.protocol import ProtocolError, SignallingClient
-from tests.signalling.conftest import API_KEY, Server
 from signalling.tokens import mint_token
+from tests.signalling.conftest import API_KEY, Server
 
 AIORTC_OFFER = (Path(__file__).parent / "fixtures" / "aiortc_offer.sdp").read_bytes().decode()
 
