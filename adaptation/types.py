@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 
@@ -22,3 +23,11 @@ class PacketResult:
     @property
     def received(self) -> bool:
         return self.arrival_time is not None
+
+
+class CongestionState(str, enum.Enum):
+    """What the estimator currently believes about the path."""
+
+    NORMAL = "normal"
+    EARLY_WARNING = "early_warning"  # queue building (delay trend rising) or moderate loss (2-10 %)
+    CONGESTED = "congested"  # over-use detected, or loss above 10 %

@@ -1,0 +1,137 @@
+"""One subscriber's downlink adaptation: estimator, prober, fallback and allocator wired together.
+
+The media plane (and the simulator) calls `on_feedback` with each transport-wide feedback report and
+`on_timer` about every 100 ms, applies the returned `Decision` (layers, pacer target, probe to start) and
+forwards its events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from adaptation.allocator import Allocation, Allocator, AllocatorConfig, VideoTrack
+from adaptation.estimator import BandwidthEstimator, EstimatorConfig
+from adaptation.events import FallbackEvent
+from adaptation.fallback import Fallback, FallbackConfig, FallbackState
+from adaptation.prober import ProbeCluster, Prober, ProberConfig, ProbeResult
+from adaptation.types import CongestionState, PacketResult
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    prober: ProberConfig = field(default_factory=ProberConfig)
+    allocator: AllocatorConfig = field(default_factory=AllocatorConfig)
+    fallback: FallbackConfig = field(default_factory=FallbackConfig)
+    # The pacer drains at most 1.25 x what the allocation sends (and never faster than the target), so a
+    # keyframe leaves as a short, mild burst instead of at the full estimate, which may be stale and
+    # above the path's capacity while we are application-limited.
+    pacing_headroom: float = 1.25
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allocation: Allocation
+    target_bps: float
+    pacing_bps: float
+    state: CongestionState
+    fallback: FallbackState
+    probe: ProbeCluster | None  # start this cluster now (hand it to the pacer)
+    probe_result: ProbeResult | None  # a cluster that just finished, for logs and metrics
+    events: tuple[FallbackEvent, ...]
+
+
+class DownlinkController:
+    """Owns the adaptation state of one subscriber transport."""
+
+    __slots__ = ("estimator", "prober", "allocator", "fallback", "_audio_bps", "_tracks", "_headroom")
+
+    def __init__(self, config: ControllerConfig = ControllerConfig()) -> None:
+        self.estimator = BandwidthEstimator(config.estimator)
+        self.prober = Prober(config.prober)
+        self.allocator = Allocator(config.allocator)
+        self.fallback = Fallback(config.fallback)
+        self._headroom = config.pacing_headroom
+        self._audio_bps = 0.0
+        self._tracks: tuple[VideoTrack, ...] = ()
+
+    def set_media(self, audio_bps: float, tracks: Sequence[VideoTrack]) -> None:
+        """The measured audio rate and the subscribed video tracks' measured layers."""
+        self._audio_bps = audio_bps
+        self._tracks = tuple(tracks)
+
+    def on_feedback(self, results: Sequence[PacketResult], *, now: float) -> Decision:
+        self.estimator.on_packet_results(results, now=now)
+        return self._decide(self.prober.on_packet_results(results, now=now), now)
+
+    def on_timer(self, *, now: float) -> Decision:
+        return self._decide(self.prober.on_timer(now=now), now)
+
+    def on_probe_sent(self, cluster_id: int, size: int, *, now: float) -> None:
+        self.prober.on_probe_sent(cluster_id, size, now=now)
+
+    def _decide(self, result: ProbeResult | None, now: float) -> Decision:
+        estimator = self.estimator
+        fallback = self.fallback
+        events: list[FallbackEvent] = []
+        proved: float | None = None
+        if result is not None:
+            if result.bps is not None:
+                estimator.on_probe_result(result.bps, link_limited=result.link_limited, now=now)
+            if result.succeeded:
+                proved = result.bps
+            event = fallback.on_probe_result(result, now=now)
+            if event is not None:
+                events.append(event)
+        audio = self._audio_bps
+        target = estimator.target_bps
+        lowest = self._lowest_layer_bps()
+        if lowest is not None:
+            event = fallback.update(target, audio, lowest, now=now)
+            if event is not None:
+                events.append(event)
+        allocation = self.allocator.allocate(
+            target,
+            audio,
+            self._tracks,
+            now=now,
+            probe_proved_bps=proved,
+            audio_only=fallback.state is not FallbackState.VIDEO,
+        )
+        probe = self._plan_probe(allocation, lowest, now)
+        if probe is not None and fallback.state is FallbackState.AUDIO_ONLY:
+            events.append(fallback.on_probe_started(probe, now=now))
+        return Decision(
+            allocation=allocation,
+            target_bps=target,
+            pacing_bps=max(min(target, self._headroom * allocation.total_bps), allocation.total_bps),
+            state=estimator.state,
+            fallback=fallback.state,
+            probe=probe,
+            probe_result=result,
+            events=tuple(events),
+        )
+
+    def _plan_probe(self, allocation: Allocation, lowest: float | None, now: float) -> ProbeCluster | None:
+        if self.prober.in_flight or self.estimator.state is CongestionState.CONGESTED:
+            return None
+        if self.fallback.state is FallbackState.VIDEO:
+            goal = allocation.probe_goal_bps
+        elif lowest is not None:
+            goal = self.fallback.probe_goal(self._audio_bps, lowest, now=now)
+        else:
+            goal = None
+        if goal is None:
+            return None
+        return self.prober.plan(goal, allocation.total_bps, now=now)
+
+    def _lowest_layer_bps(self) -> float | None:
+        best: VideoTrack | None = None
+        for track in self._tracks:
+            if any(layer.flowing_since is not None for layer in track.layers):
+                if best is None or track.priority < best.priority:
+                    best = track
+        if best is None:
+            return None
+        return next(layer.bitrate_bps for layer in best.layers if layer.flowing_since is not None)
