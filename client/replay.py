@@ -313,3 +313,44 @@ class ReplayParticipant:
                 task.cancel()
         self.publish_link.close()
         self.subscribe_link.close()
+
+
+class ReplaySession:
+    """A replay participant driven through the signalling protocol: join, publish, answer every offer."""
+
+    def __init__(self, ws_url: str, token: str, clip: Clip, *, host: str, publish: bool = True,
+                 rng: random.Random | None = None) -> None:
+        from client.protocol import SignallingClient
+
+        self.signalling = SignallingClient(ws_url)
+        self.media = ReplayParticipant(clip, host=host, rng=rng)
+        self._token = token
+        self._publish = publish
+        self._offers: asyncio.Task[None] | None = None
+        self.joined: dict[str, object] = {}
+        self.offers_answered = 0
+        self.subscribed = asyncio.Event()  # set once the subscribe connection is up
+
+    async def start(self, *, timeout: float = 10.0) -> None:
+        await self.signalling.connect()
+        self.joined = await self.signalling.join(self._token)
+        self._offers = asyncio.create_task(self._answer_offers())
+        if self._publish:
+            reply = await self.signalling.publish(await self.media.publish_offer())
+            await self.media.publish_answered(str(reply["sdp"]), timeout=timeout)
+
+    async def _answer_offers(self) -> None:
+        while True:
+            event = await self.signalling.next_event("offer", timeout=1e9)
+            answer = await self.media.subscribe_answer(str(event["sdp"]))
+            await self.signalling.answer(int(event["offer_id"]), answer)
+            self.offers_answered += 1
+            if not self.subscribed.is_set():
+                await self.media.subscribe_link.connected.wait()
+                self.subscribed.set()
+
+    async def close(self) -> None:
+        if self._offers is not None:
+            self._offers.cancel()
+        await self.signalling.leave()
+        await self.media.close()

@@ -1,0 +1,174 @@
+"""Server CPU per forwarded packet, with one publisher and N subscribers in one room.
+
+A real `confidant` server runs in a subprocess (pinned to one core when the machine has two or more);
+one synthetic publisher replays pre-encoded VP8 (~500 kbps, 30 fps) + Opus through our client-role
+transport, and N subscribers receive without decoding. After a warm-up, the server's CPU time (user +
+system, from /proc via psutil) over the window is divided by the packets it forwarded and received in
+that window (from its /metrics).
+
+    python benchmarks/forwarding.py                 # N = 1, 4, 10; a table
+    python benchmarks/forwarding.py --json -n 10    # one JSON object per N
+
+Runs on loopback: our own client transport needs no interface address, so no root is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import aiohttp
+import psutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from client.media import load_clip  # noqa: E402
+from client.replay import ReplaySession  # noqa: E402
+from signalling.tokens import mint_token  # noqa: E402
+
+API_KEY, API_SECRET = "bench", "bench-secret-0123456789abcdef0123"
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Result:
+    subscribers: int
+    seconds: float
+    ingress_pps: float
+    egress_pps: float
+    server_cpu_fraction: float  # of one core
+    us_per_egress_packet: float
+    us_per_ingress_packet: float
+    subscriber_loss_fraction: float
+    rss_mb: float
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def metric_sum(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            m = re.match(rf"{name}(?:_total)?(?:\{{[^}}]*\}})?\s+([0-9.e+-]+)$", line)
+            if m:
+                total += float(m.group(1))
+    return total
+
+
+async def scrape(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
+    async with http.get(f"{base}/metrics") as r:
+        text = await r.text()
+    return metric_sum(text, "confidant_packets_forwarded"), metric_sum(text, "confidant_packets_received")
+
+
+async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int) -> Result:
+    http_port, udp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    env = dict(os.environ, CONFIDANT_API_KEY=API_KEY, CONFIDANT_API_SECRET=API_SECRET,
+               CONFIDANT_MAX_OBSERVERS=str(max_observers), CONFIDANT_LOG_LEVEL="warning",
+               CONFIDANT_ANNOUNCED_IPS=HOST)
+    profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+    server = subprocess.Popen(
+        [sys.executable, *profile, "-m", "signalling", "--http-host", HOST, "--http-port", str(http_port),
+         "--udp-host", HOST, "--udp-port", str(udp_port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    sessions: list[ReplaySession] = []
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()  # "confidant listening on ..."
+        proc = psutil.Process(server.pid)
+        if (os.cpu_count() or 1) >= 2:
+            proc.cpu_affinity([1])
+            os.sched_setaffinity(0, {0})
+        base = f"http://{HOST}:{http_port}"
+        auth = {"Authorization": f"Bearer {API_KEY}:{API_SECRET}"}
+        clip = load_clip()
+        async with aiohttp.ClientSession(headers=auth) as http:
+            async with http.post(f"{base}/v1/rooms", json={"kind": "family", "max_observers": n}) as r:
+                room = await r.json()
+                assert r.status == 201, room
+
+            def token(pid: str, role: str) -> str:
+                return mint_token(api_key=API_KEY, api_secret=API_SECRET, room_id=room["id"], participant_id=pid,
+                                  role=role)
+
+            ws = f"ws://{HOST}:{http_port}/ws"
+            publisher = ReplaySession(ws, token("pub", "therapist"), clip, host=HOST, publish=True)
+            sessions.append(publisher)
+            await publisher.start()
+            for i in range(n):
+                sub = ReplaySession(ws, token(f"sub{i}", "observer"), clip, host=HOST, publish=False)
+                sessions.append(sub)
+                await sub.start()
+            await asyncio.gather(*(asyncio.wait_for(s.subscribed.wait(), 10) for s in sessions[1:]))
+            await asyncio.sleep(warmup)
+            cpu0 = sum(proc.cpu_times()[:2])
+            fwd0, rcv0 = await scrape(http, base)
+            got0 = [s.media.totals() for s in sessions[1:]]
+            t0 = time.monotonic()
+            await asyncio.sleep(seconds)
+            cpu1 = sum(proc.cpu_times()[:2])
+            fwd1, rcv1 = await scrape(http, base)
+            got1 = [s.media.totals() for s in sessions[1:]]
+            elapsed = time.monotonic() - t0
+            rss = proc.memory_info().rss / 1e6
+        cpu = cpu1 - cpu0
+        egress, ingress = fwd1 - fwd0, rcv1 - rcv0
+        delivered = sum(b["packets"] - a["packets"] for a, b in zip(got0, got1))
+        lost = sum(b["lost"] - a["lost"] for a, b in zip(got0, got1))
+        return Result(
+            subscribers=n, seconds=round(elapsed, 2), ingress_pps=round(ingress / elapsed, 1),
+            egress_pps=round(egress / elapsed, 1), server_cpu_fraction=round(cpu / elapsed, 4),
+            us_per_egress_packet=round(cpu / egress * 1e6, 2) if egress else float("nan"),
+            us_per_ingress_packet=round(cpu / ingress * 1e6, 2) if ingress else float("nan"),
+            subscriber_loss_fraction=round(lost / max(1, delivered + lost), 5), rss_mb=round(rss, 1),
+        )
+    finally:
+        for s in sessions:
+            try:
+                await asyncio.wait_for(s.close(), 5)
+            except Exception:
+                pass
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--subscribers", type=int, action="append", help="N (repeatable); default 1 4 10")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--json", action="store_true", help="one JSON object per N")
+    args = parser.parse_args()
+    ns = args.subscribers or [1, 4, 10]
+    results = [asyncio.run(run_one(n, warmup=args.warmup, seconds=args.seconds, max_observers=max(ns)))
+               for n in ns]
+    if args.json:
+        for r in results:
+            print(json.dumps(asdict(r)))
+        return
+    print(f"{'N':>3} {'ingress pps':>11} {'egress pps':>10} {'server CPU':>10} {'us/egress':>9} "
+          f"{'us/ingress':>10} {'sub loss':>8} {'RSS MB':>7}")
+    for r in results:
+        print(f"{r.subscribers:>3} {r.ingress_pps:>11.0f} {r.egress_pps:>10.0f} {r.server_cpu_fraction:>9.1%} "
+              f"{r.us_per_egress_packet:>9.1f} {r.us_per_ingress_packet:>10.1f} {r.subscriber_loss_fraction:>8.2%} "
+              f"{r.rss_mb:>7.1f}")
+
+
+if __name__ == "__main__":
+    main()
