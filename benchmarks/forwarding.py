@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -31,9 +32,9 @@ import psutil
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from client.media import load_clip  # noqa: E402
-from client.replay import ReplaySession  # noqa: E402
-from signalling.tokens import mint_token  # noqa: E402
+from client.media import load_clip
+from client.replay import ReplaySession
+from signalling.tokens import mint_token
 
 API_KEY, API_SECRET = "bench", "bench-secret-0123456789abcdef0123"
 HOST = "127.0.0.1"
@@ -80,7 +81,7 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int) 
                CONFIDANT_MAX_OBSERVERS=str(max_observers), CONFIDANT_LOG_LEVEL="warning",
                CONFIDANT_ANNOUNCED_IPS=HOST)
     profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is measured
         [sys.executable, *profile, "-m", "signalling", "--http-host", HOST, "--http-port", str(http_port),
          "--udp-host", HOST, "--udp-port", str(udp_port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
@@ -137,10 +138,8 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int) 
         )
     finally:
         for s in sessions:
-            try:
+            with contextlib.suppress(OSError, ConnectionError, TimeoutError):
                 await asyncio.wait_for(s.close(), 5)
-            except Exception:
-                pass
         server.terminate()
         try:
             server.wait(10)
