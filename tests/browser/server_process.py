@@ -57,7 +57,7 @@ class ServerProcess:
     async def token(self, room_id: str, participant_id: str, role: str, name: str | None = None) -> str:
         body: dict[str, Any] = {"participant_id": participant_id, "role": role, "ttl": 600}
         if name:
-            body["name"] = name
+            body["display_name"] = name
         return str((await self.api("POST", f"/v1/rooms/{room_id}/tokens", body))["token"])
 
     def log_tail(self, lines: int = 40) -> str:
