@@ -43,6 +43,9 @@ class TrackAllocation:
     layer: int | None  # index into the track's layers; None when paused
     bitrate_bps: float
     paused: PauseReason | None = None
+    # The lowest layer kept although it does not fit: the fallback's grace period (DESIGN 4 pauses video
+    # only after the estimate has been short for 1.5 s).
+    over_budget: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,9 @@ class AllocatorConfig:
     min_flowing_s: float = 2.0  # DESIGN 4; mediasoup StreamMinActiveMs
     upgrade_hold_after_downgrade_s: float = 10.0  # DESIGN 4; mediasoup BweDowngradeConservativeMs
     estimate_deadband: float = 0.15  # DESIGN 4; Jitsi bwe-change-threshold
+    # Grace covers a shortfall of about one GCC back-off (x0.85) below the lowest layer, not a collapse:
+    # when even 75 % of the lowest layer does not fit, video stops at once to protect audio.
+    grace_floor: float = 0.75
 
 
 class Allocator:
@@ -97,14 +103,17 @@ class Allocator:
         now: float,
         probe_proved_bps: float | None = None,
         audio_only: bool = False,
+        grace: bool = False,
     ) -> Allocation:
         """Compute an allocation for `estimate_bps` and commit it.
 
         `probe_proved_bps` is a probe result just obtained: it lifts the post-downgrade upgrade hold up
-        to that rate. With `audio_only` every video track is paused.
+        to that rate. With `audio_only` every video track is paused. With `grace` a track that has video
+        keeps its lowest layer even when that does not fit (marked `over_budget`); the caller bounds
+        how long (the fallback pauses video 1.5 s later).
         """
         previous = self._committed
-        candidate = self._compute(estimate_bps, audio_bps, tracks, now, probe_proved_bps, audio_only)
+        candidate = self._compute(estimate_bps, audio_bps, tracks, now, probe_proved_bps, audio_only, grace)
         if previous is not None and probe_proved_bps is None and self._keep(previous, candidate, tracks):
             candidate = self._refresh(previous, estimate_bps, audio_bps, tracks, candidate.probe_goal_bps)
         else:
@@ -131,6 +140,8 @@ class Allocator:
                 video += layer.bitrate_bps
         if video > candidate.estimate_bps - candidate.audio_bps:
             return False  # must go down now: never exceed the estimate
+        if any(p.over_budget for p in previous.tracks):
+            return False
         moved = abs(candidate.estimate_bps - self._committed_estimate)
         return moved < self._cfg.estimate_deadband * max(self._committed_estimate, 1.0)
 
@@ -157,6 +168,7 @@ class Allocator:
         now: float,
         probe_proved_bps: float | None,
         audio_only: bool,
+        grace: bool,
     ) -> Allocation:
         cfg = self._cfg
         order = sorted(range(len(tracks)), key=lambda i: tracks[i].priority)
@@ -190,7 +202,18 @@ class Allocator:
                     if not proved:
                         continue
                 best = idx
-            if best is None:
+            lowest = next((j for j, layer in enumerate(track.layers) if layer.flowing_since is not None), None)
+            if (
+                best is None
+                and grace
+                and current is not None
+                and lowest is not None
+                and remaining >= cfg.grace_floor * track.layers[lowest].bitrate_bps
+            ):
+                bitrate = track.layers[lowest].bitrate_bps
+                remaining -= bitrate
+                chosen[i] = TrackAllocation(track.track_id, lowest, bitrate, over_budget=True)
+            elif best is None:
                 reason = PauseReason.INSUFFICIENT_BANDWIDTH if any_flowing else PauseReason.NO_LAYER_FLOWING
                 chosen[i] = TrackAllocation(track.track_id, None, 0.0, reason)
             else:
@@ -199,7 +222,9 @@ class Allocator:
                 chosen[i] = TrackAllocation(track.track_id, best, bitrate)
         allocations = tuple(a for a in chosen if a is not None)
         video = sum(a.bitrate_bps for a in allocations)
-        if not audio_only:
+        if any(a.over_budget for a in allocations):
+            probe_goal = audio_bps + video  # first prove that what is sent fits
+        elif not audio_only:
             # The next step up: the highest-priority track that could go one layer higher.
             for i in order:
                 a = allocations[i]

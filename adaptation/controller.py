@@ -98,6 +98,7 @@ class DownlinkController:
             now=now,
             probe_proved_bps=proved,
             audio_only=fallback.state is not FallbackState.VIDEO,
+            grace=fallback.state is FallbackState.VIDEO,
         )
         probe = self._plan_probe(allocation, lowest, now)
         if probe is not None and fallback.state is FallbackState.AUDIO_ONLY:

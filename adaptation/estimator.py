@@ -22,10 +22,14 @@ class EstimatorConfig:
     group_length_s: float = 0.005  # packets sent within 5 ms form one group (draft section 5.2)
     burst_delta_s: float = 0.005  # arrival gap under which a group is merged as a burst (libwebrtc)
     max_burst_s: float = 0.100  # libwebrtc kMaxBurstDuration
-    acked_window_s: float = 0.5  # acknowledged-rate window; draft section 5.5 says 0.5-1 s
+    acked_window_s: float = 0.25  # acknowledged-rate window (libwebrtc settles on 150 ms windows)
     rtt_smoothing: float = 0.875
     initial_rtt_s: float = 0.200  # libwebrtc default RTT before any sample
     early_warning_fraction: float = 0.5  # trend above this share of the threshold: queue is building
+    # A probe cluster deliberately overfills the path for a few milliseconds; over-use seen on groups that
+    # arrive within this long after a probe packet is its own queue draining, and does not cut the rate
+    # (the probe result has already measured the path). LiveKit freezes its estimate likewise.
+    probe_guard_s: float = 0.5
     aimd: AimdConfig = field(default_factory=AimdConfig)
     trendline: TrendlineConfig = field(default_factory=TrendlineConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -50,7 +54,7 @@ class BandwidthEstimator:
     __slots__ = (
         "_cfg", "_trendline", "_aimd", "_loss", "_rtt", "_acked", "_acked_bps", "_state",
         "_g_first_send", "_g_last_send", "_g_first_arrival", "_g_last_arrival",
-        "_p_send", "_p_arrival",
+        "_p_send", "_p_arrival", "_probe_arrival",
     )
 
     def __init__(self, config: EstimatorConfig = EstimatorConfig()) -> None:
@@ -70,6 +74,7 @@ class BandwidthEstimator:
         self._g_last_arrival = -1.0
         self._p_send = -1.0
         self._p_arrival = -1.0
+        self._probe_arrival = -1.0e9
 
     @property
     def target_bps(self) -> float:
@@ -115,6 +120,7 @@ class BandwidthEstimator:
         first_arrival = last_arrival = -1.0
         max_send = -1.0
         overused = False
+        guard_until = self._probe_arrival + cfg.probe_guard_s
         usage = None
         for r in results:
             at = r.arrival_time
@@ -123,6 +129,8 @@ class BandwidthEstimator:
                 continue
             received += 1
             size_sum += r.size
+            if r.probe_cluster is not None:
+                guard_until = at + cfg.probe_guard_s
             st = r.send_time
             if st > max_send:
                 max_send = st
@@ -152,7 +160,7 @@ class BandwidthEstimator:
                             usage = trend_update(
                                 recv_delta * 1000.0, (g_last_send - p_send) * 1000.0, at * 1000.0
                             )
-                            if usage is BandwidthUsage.OVERUSING:
+                            if usage is BandwidthUsage.OVERUSING and at > guard_until:
                                 overused = True
                     p_send = g_last_send
                     p_arrival = g_last_arrival
@@ -169,6 +177,7 @@ class BandwidthEstimator:
         self._g_last_arrival = g_last_arrival
         self._p_send = p_send
         self._p_arrival = p_arrival
+        self._probe_arrival = guard_until - cfg.probe_guard_s
 
         if max_send >= 0.0:
             sample = now - max_send
@@ -179,6 +188,8 @@ class BandwidthEstimator:
             self._update_acked(first_arrival, last_arrival, size_sum)
 
         if usage is not None:
+            if usage is BandwidthUsage.OVERUSING and not overused:
+                usage = BandwidthUsage.NORMAL  # only the probe's own queue: hold, do not cut
             self._aimd.update(
                 BandwidthUsage.OVERUSING if overused else usage, self._acked_bps, self._rtt, now=now
             )

@@ -34,6 +34,7 @@ class ProberConfig:
     # issue's 5 s up-switch and fallback-exit targets (measured: see docs/adaptation/README-section.md).
     backoff_max_s: float = 4.0
     after_success_s: float = 0.5  # pause between a successful probe and the next one (further probing)
+    smaller_goal: float = 0.8  # a goal under 0.8 x the last failed one is not held back by its back-off
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ class _Tally:
 class Prober:
     """Plans one probe cluster at a time and turns its feedback into a `ProbeResult`."""
 
-    __slots__ = ("_cfg", "_next_id", "_tally", "_interval", "_not_before", "_sent_at")
+    __slots__ = ("_cfg", "_next_id", "_tally", "_interval", "_not_before", "_sent_at", "_failed_goal")
 
     def __init__(self, config: ProberConfig = ProberConfig()) -> None:
         self._cfg = config
@@ -112,6 +113,7 @@ class Prober:
         self._interval = config.backoff_base_s
         self._not_before = -math.inf
         self._sent_at = -math.inf
+        self._failed_goal = math.inf
 
     @property
     def in_flight(self) -> bool:
@@ -123,9 +125,13 @@ class Prober:
 
     def plan(self, goal_bps: float, current_bps: float, *, now: float) -> ProbeCluster | None:
         """A cluster proving `goal_bps` while `current_bps` is sent, or None (one in flight, backing off)."""
-        if self._tally is not None or now < self._not_before:
-            return None
         cfg = self._cfg
+        if self._tally is not None:
+            return None
+        # The back-off is for asking the same again: a clearly smaller goal (say, the lowest layer after
+        # failing to prove the next one up) may be probed at once.
+        if now < self._not_before and goal_bps > cfg.smaller_goal * self._failed_goal:
+            return None
         target = current_bps + max(cfg.overshoot * (goal_bps - current_bps), cfg.min_step_bps)
         min_bytes = math.ceil(target * cfg.min_duration_s / 8.0)
         # Spread min_bytes over at least min_packets packets, at least min_spacing apart.
@@ -207,7 +213,9 @@ class Prober:
         if result.succeeded:
             self._interval = self._cfg.backoff_base_s
             self._not_before = now + self._cfg.after_success_s
+            self._failed_goal = math.inf
         else:
+            self._failed_goal = t.cluster.goal_bps
             self._not_before = now + self._interval
             self._interval = min(self._interval * self._cfg.backoff_factor, self._cfg.backoff_max_s)
         return result

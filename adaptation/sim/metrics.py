@@ -49,7 +49,6 @@ def flow_metrics(result: RunResult, trace: FlowTrace) -> dict[str, Any]:
     samples = trace.samples
     changes = _changes(result)
     ends = changes[1:] + [result.profile.duration_s]
-    flows = result.profile.flows
 
     judged = optimal = 0
     for s in samples:
@@ -67,15 +66,18 @@ def flow_metrics(result: RunResult, trace: FlowTrace) -> dict[str, Any]:
         if not before:
             continue
         last = before[-1]
-        share = result.profile.capacity_at(c) / flows
+        # capacity steps are judged against the fair share (one flow: the whole link)
+        share = result.profile.capacity_at(c) / result.profile.flows
         sending = max(s.send_bps for s in before)
         if share < sending:
             took = _first(samples, c, end, lambda s: s.send_bps <= s.capacity_bps)
             down.append(took if took is not None else end - c)
         want = optimal_layer(share)
-        if share > last.capacity_bps and _rank(want) > _rank(last.layer):
-            took = _first(samples, c, end, lambda s, w=want: _rank(s.layer) >= _rank(w))
+        if share > last.link_bps / result.profile.flows and _rank(want) > _rank(last.layer):
+            took = _first(samples, c, end, lambda s: _rank(s.layer) >= _rank(optimal_layer(s.capacity_bps)))
             up.append(took if took is not None else end - c)
+        if end - c < SETTLE_S:
+            continue  # a dip shorter than that is not a fallback case
         if want is None and last.fallback is FallbackState.VIDEO:
             took = _first(samples, c, end, lambda s: s.fallback is not FallbackState.VIDEO)
             enter.append(took if took is not None else end - c)
@@ -130,7 +132,9 @@ def metrics(result: RunResult) -> dict[str, Any]:
         out[key] = _worst(values, min if key in lowest_is_worst else max)
     out["queue_delay_p95_ms"] = p95
     if len(per_flow) > 1:
-        out["fairness_ratio_max"] = _fairness(result)
+        rates = [m["mean_send_kbps"] for m in per_flow]
+        out["fairness_ratio"] = max(rates) / min(rates) if min(rates) > 0 else math.inf
+        out["fairness_ratio_20s_max"] = _fairness(result)
     out["per_flow"] = per_flow
     return _rounded(out)
 

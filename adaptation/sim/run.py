@@ -39,7 +39,8 @@ AUDIO = -1  # pacer item for an audio packet; video packets carry their layer in
 @dataclass(slots=True)
 class Sample:
     t: float
-    capacity_bps: float  # this flow's share of the bottleneck
+    capacity_bps: float  # what the bottleneck leaves for this flow (all of it for a single flow)
+    link_bps: float
     estimate_bps: float
     send_bps: float
     layer: int | None  # the allocator's choice
@@ -121,7 +122,7 @@ class Simulation:
             self._at(offset + 0.003, self._on_audio, flow)
             self._at(offset + FEEDBACK_INTERVAL_S, self._on_feedback_due, flow)
             self._at(offset, self._on_timer, flow)
-            self._at(offset + SAMPLE_INTERVAL_S, self._on_sample, flow)
+        self._at(SAMPLE_INTERVAL_S, self._on_sample, self._flows[0])
         heap = self._heap
         pop = heapq.heappop
         while heap:
@@ -245,26 +246,33 @@ class Simulation:
             flow.pacer.start_probe(decision.probe, now=now)
         self._kick(now, flow)
 
-    def _on_sample(self, now: float, flow: _Flow) -> None:
-        self._at(now + SAMPLE_INTERVAL_S, self._on_sample, flow)
-        log = flow.send_log
-        while log and log[0][0] <= now - SEND_RATE_WINDOW_S:
-            flow.send_log_bytes -= log.popleft()[1]
-        decision = flow.decision
-        capacity = self._link.capacity(now) / self.profile.flows
+    def _on_sample(self, now: float, _: _Flow) -> None:
+        self._at(now + SAMPLE_INTERVAL_S, self._on_sample, _)
+        rates = []
+        for flow in self._flows:
+            log = flow.send_log
+            while log and log[0][0] <= now - SEND_RATE_WINDOW_S:
+                flow.send_log_bytes -= log.popleft()[1]
+            rates.append(flow.send_log_bytes * 8.0 / SEND_RATE_WINDOW_S)
+        link = self._link.capacity(now)
+        others = sum(rates)
         queue = self._link.queue_delay(now)
-        flow.trace.samples.append(
-            Sample(
-                t=now,
-                capacity_bps=capacity,
-                estimate_bps=decision.target_bps if decision else 0.0,
-                send_bps=flow.send_log_bytes * 8.0 / SEND_RATE_WINDOW_S,
-                layer=decision.allocation.tracks[0].layer if decision else None,
-                forwarded=flow.forwarded,
-                fallback=decision.fallback if decision else FallbackState.VIDEO,
-                queue_delay_s=queue,
+        for flow, rate in zip(self._flows, rates):
+            decision = flow.decision
+            flow.trace.samples.append(
+                Sample(
+                    t=now,
+                    # what the bottleneck leaves for this flow next to the others' current sending
+                    capacity_bps=max(link - (others - rate), 0.0),
+                    link_bps=link,
+                    estimate_bps=decision.target_bps if decision else 0.0,
+                    send_bps=rate,
+                    layer=decision.allocation.tracks[0].layer if decision else None,
+                    forwarded=flow.forwarded,
+                    fallback=decision.fallback if decision else FallbackState.VIDEO,
+                    queue_delay_s=queue,
+                )
             )
-        )
 
 
 def simulate(profile: Profile, *, config: ControllerConfig | None = None) -> RunResult:
