@@ -11,12 +11,14 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from sfu.params import ConsumerParams
+from sfu.params import ConsumerParams, MediaKind
+from sfu.transport import TransportState
 from signalling import keys
 from signalling.config import Config
 from signalling.hub import Hub
@@ -55,8 +57,15 @@ class _Published:
 
 @dataclass
 class _Received:
+    """A track this subscriber receives. The consumer exists once an answer covered its m-section: media
+    for an SSRC the subscriber has not seen in SDP yet gets misrouted by some clients (aiortc routes it
+    by payload type to another receiver)."""
+
     slot_index: int
-    consumer: Consumer
+    params: ConsumerParams
+    producer: Producer
+    consumer: Consumer | None = None
+    pinned: int | None = None
 
 
 class Session:
@@ -81,6 +90,7 @@ class Session:
         self._outstanding: int | None = None
         self._dirty = False
         self._session_id = secrets.randbits(62)
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # -- Peer protocol (called by the hub) ------------------------------------------------------------
 
@@ -105,16 +115,16 @@ class Session:
             return
         mid = str(len(self._slots))
         params = replace(params, mid=mid)
-        consumer = self.hub.router(self.room).add_consumer(self._sub, producer, params)
         self._slots.append(SubscribeSlot(mid, params.kind, params, publisher_id, track_id))
-        self._received[track_id] = _Received(len(self._slots) - 1, consumer)
+        self._received[track_id] = _Received(len(self._slots) - 1, params, producer)
         self._renegotiate()
 
     def remove_consumer(self, track_id: str) -> None:
         received = self._received.pop(track_id, None)
         if received is None:
             return
-        received.consumer.close()
+        if received.consumer is not None:
+            received.consumer.close()
         slot = self._slots[received.slot_index]
         self._slots[received.slot_index] = SubscribeSlot(slot.mid, slot.kind)  # stays in place, inactive
         self._renegotiate()
@@ -213,13 +223,16 @@ class Session:
         self.send(error)
 
     def _cleanup(self, reason: str) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.claims is not None:
             self.hub.leave(self, reason)
         for published in self._published.values():
             published.producer.close()
         self._published.clear()
         for received in self._received.values():
-            received.consumer.close()
+            if received.consumer is not None:
+                received.consumer.close()
         self._received.clear()
         transports, self._pub, self._sub = (self._pub, self._sub), None, None  # our own close is no failure
         for transport in transports:
@@ -333,9 +346,56 @@ class Session:
                                  fingerprints=list(answer.transport.fingerprints))
             self._sub_remote_set = True
         self._outstanding = None
-        if self._dirty:
-            self._renegotiate()
+        assert self.room is not None
+        answered = {s.track_id for s in self._sent_slots if s.track_id is not None}
+        fresh: list[Consumer] = []
+        for track_id, received in self._received.items():
+            if received.consumer is None and track_id in answered and not received.producer.closed:
+                consumer = self.hub.router(self.room).add_consumer(self._sub, received.producer, received.params)
+                if received.pinned is not None:
+                    consumer.pin_layer(received.pinned)
+                received.consumer = consumer
+                if received.params.kind is MediaKind.VIDEO:
+                    fresh.append(consumer)
+        if self._sub.state is TransportState.CONNECTED:
+            if self._dirty:
+                self._renegotiate()
+        else:
+            self._spawn(self._after_connected())
+        if fresh:
+            self._spawn(self._prime_keyframes(fresh))
         return {"type": "ok"}
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wait_connected(self) -> bool:
+        for _ in range(300):  # up to 15 s for ICE and DTLS
+            transport = self._sub
+            if transport is None or transport.state is TransportState.CLOSED:
+                return False
+            if transport.state is TransportState.CONNECTED:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _after_connected(self) -> None:
+        """Hold further subscribe offers until the first one connected: renegotiating while ICE/DTLS are
+        still being set up trips clients (aiortc then never starts the receivers of the later offer)."""
+        if await self._wait_connected() and self._dirty and self._outstanding is None:
+            self._renegotiate()
+
+    async def _prime_keyframes(self, consumers: list[Consumer]) -> None:
+        """Ask for a keyframe once the subscriber can take it. The request made when the consumer was
+        created may reach the publisher before the subscriber is connected, and a decoder that starts on
+        delta frames shows nothing until the next keyframe (aiortc does not send PLI on decode errors)."""
+        if await self._wait_connected():
+            now = self.hub.media.now()
+            for consumer in consumers:
+                if not consumer.closed:
+                    consumer.request_keyframe(now=now)
 
     def on_pin_layer(self, message: dict[str, Any]) -> dict[str, Any]:
         track_id, layer = message.get("track_id"), message.get("layer")
@@ -346,7 +406,9 @@ class Session:
         received = self._received.get(track_id)
         if received is None:
             raise ProtocolError("unknown_track", "you do not receive this track")
-        received.consumer.pin_layer(layer)
+        received.pinned = layer
+        if received.consumer is not None:
+            received.consumer.pin_layer(layer)
         return {"type": "ok"}
 
     def on_leave(self, message: dict[str, Any]) -> None:
@@ -366,8 +428,10 @@ class Session:
     def _renegotiate(self) -> None:
         if self._sub is None or self._closing:
             return
-        if self._outstanding is not None:
-            self._dirty = True  # folded into the next offer once this one is answered
+        if self._outstanding is not None or (
+            self._sub_remote_set and self._sub.state is not TransportState.CONNECTED
+        ):
+            self._dirty = True  # folded into the next offer once this one is answered and connected
             return
         if not self._slots:
             return

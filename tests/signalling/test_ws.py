@@ -145,11 +145,11 @@ async def test_publish_subscribe_signalling_and_leave(server: Server) -> None:
     with pytest.raises(ProtocolError) as passive:
         await therapist.answer(offer["offer_id"], offer["sdp"].replace("a=setup:actpass", "a=setup:passive"))
     assert passive.value.code == "invalid_sdp"
-    await therapist.answer(offer["offer_id"], offer["sdp"].replace("a=setup:actpass", "a=setup:active"))
-    offer = await therapist.next_event("offer")
-    assert [t["track_id"] for t in offer["tracks"]] == [tracks["audio"], tracks["video"]]
-    assert f"a=msid:c1 {tracks['video']}" in offer["sdp"]
-    await therapist.answer(offer["offer_id"], offer["sdp"].replace("a=setup:actpass", "a=setup:active"))
+    assert (await therapist.answer(offer["offer_id"], offer["sdp"].replace("a=setup:actpass", "a=setup:active")))[
+        "type"] == "ok"
+    # Until the subscribe transport connects (this test has no ICE), the next offer is held back.
+    assert (await therapist.request({"type": "ping"}))["type"] == "pong"
+    assert "offer" not in [e["type"] for e in therapist.pending_events()]
     assert (await therapist.pin_layer(tracks["video"], 0))["type"] == "ok"
 
     # Republishing the same offer changes nothing; without video, the video track goes.
@@ -160,8 +160,6 @@ async def test_publish_subscribe_signalling_and_leave(server: Server) -> None:
     assert audio_only != AIORTC_OFFER
     assert [t["kind"] for t in (await client.publish(audio_only))["tracks"]] == ["audio"]
     assert (await therapist.next_event("track_unpublished"))["track_id"] == tracks["video"]
-    offer = await therapist.next_event("offer")  # the video m-section stays, inactive
-    assert [t["track_id"] for t in offer["tracks"]] == [tracks["audio"], None]
 
     await client.leave()
     assert client.close_code == 1000

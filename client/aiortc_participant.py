@@ -1,0 +1,203 @@
+"""A participant on aiortc: publishes a synthetic camera and microphone, subscribes by answering offers,
+and counts what it really decodes per remote track (frames with timestamps, sizes, audio frames).
+
+Frames are small (320x240 by default) so that a family session of 7 participants in one process stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from av import AudioFrame, VideoFrame
+
+from client.protocol import SignallingClient
+
+
+class SyntheticCamera(VideoStreamTrack):
+    """A solid colour distinct per participant with a moving bar, so frames differ and compress to little."""
+
+    def __init__(self, seed: int, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        rgb = ((seed * 67) % 200 + 30, (seed * 131) % 200 + 30, (seed * 29) % 200 + 30)
+        self._base = np.zeros((height, width, 3), dtype=np.uint8)
+        self._base[:, :] = rgb
+        self._n = 0
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        image = self._base.copy()
+        x = (self._n * 4) % self.width
+        image[:, x : x + 16] = 255
+        self._n += 1
+        frame = VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+class SyntheticMicrophone(MediaStreamTrack):
+    """A quiet sine tone at a frequency distinct per participant, 20 ms frames at 48 kHz."""
+
+    kind = "audio"
+    RATE = 48000
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.freq = 220.0 + 40.0 * (seed % 16)
+        self._samples = int(AUDIO_PTIME * self.RATE)
+        self._ts = 0
+        self._start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.time()
+        else:
+            self._ts += self._samples
+            await asyncio.sleep(max(0.0, self._start + self._ts / self.RATE - time.time()))
+        t = (np.arange(self._samples) + self._ts) / self.RATE
+        pcm = (3000 * np.sin(2 * np.pi * self.freq * t)).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = self.RATE
+        frame.pts = self._ts
+        frame.time_base = fractions.Fraction(1, self.RATE)
+        return frame
+
+
+@dataclass
+class RemoteTrackStats:
+    """What one remote track delivered, decoded."""
+
+    track_id: str
+    participant_id: str
+    kind: str
+    frames: int = 0
+    times: list[float] = field(default_factory=list)  # monotonic arrival time of each decoded frame
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+
+    def fps(self, window: float, *, now: float | None = None) -> float:
+        """Decoded frames per second over the last `window` seconds."""
+        end = time.monotonic() if now is None else now
+        return sum(1 for t in self.times if t >= end - window) / window
+
+    def last_frame_age(self) -> float:
+        return time.monotonic() - self.times[-1] if self.times else float("inf")
+
+
+def _configuration() -> RTCConfiguration:
+    # max-bundle: under aiortc's default (balanced) policy, a second new video m-section in one offer gets
+    # the first one's pre-bundle transport, which is then stopped, and that receiver never starts.
+    return RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+class AiortcParticipant:
+    def __init__(self, url: str, token: str, *, seed: int = 0, publish: bool = True,
+                 width: int = 320, height: int = 240) -> None:
+        self.signalling = SignallingClient(url)
+        self.token = token
+        self.seed = seed
+        self.publish_media = publish
+        self.size = (width, height)
+        self.participant_id = ""
+        self.joined: dict[str, Any] = {}
+        self.published: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []  # every event other than offers, in order
+        self.stats: dict[str, RemoteTrackStats] = {}  # by server track id
+        self.active_tracks: dict[str, str] = {}  # track id -> participant id, as the latest offer says
+        self._mid_to_track: dict[str, tuple[str, str]] = {}
+        self._pub: RTCPeerConnection | None = None
+        self._sub = RTCPeerConnection(_configuration())
+        self._sub.on("track", self._on_track)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._event_task: asyncio.Task[None] | None = None
+
+    async def join(self) -> dict[str, Any]:
+        await self.signalling.connect()
+        self.joined = await self.signalling.join(self.token)
+        self.participant_id = self.joined["participant"]["id"]
+        self._event_task = asyncio.create_task(self._event_loop())
+        if self.publish_media and self.joined["participant"]["can_publish"]:
+            await self.publish()
+        return self.joined
+
+    async def publish(self) -> None:
+        pc = self._pub = RTCPeerConnection(_configuration())
+        pc.addTransceiver(SyntheticMicrophone(self.seed), direction="sendonly")
+        pc.addTransceiver(SyntheticCamera(self.seed, *self.size), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await self.signalling.publish(pc.localDescription.sdp)
+        self.published = reply["tracks"]
+        await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+
+    async def _event_loop(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            while True:
+                event = await self.signalling.next_event(timeout=1e9)
+                if event.get("type") == "offer":
+                    await self._answer(event)
+                else:
+                    self.events.append(event)
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        for t in offer["tracks"]:
+            if t["track_id"] is not None:
+                self._mid_to_track[t["mid"]] = (t["track_id"], t["participant_id"])
+        self.active_tracks = {t["track_id"]: t["participant_id"] for t in offer["tracks"] if t["track_id"]}
+        await self._sub.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await self._sub.setLocalDescription(await self._sub.createAnswer())
+        await self.signalling.answer(offer["offer_id"], self._sub.localDescription.sdp)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)
+        self._tasks.append(asyncio.create_task(self._consume(track, mid)))
+
+    async def _consume(self, track: MediaStreamTrack, mid: str | None) -> None:
+        with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+            while True:
+                frame = await track.recv()
+                entry = self._mid_to_track.get(mid or "")
+                if entry is None:
+                    continue
+                stats = self.stats.get(entry[0])
+                if stats is None:
+                    stats = self.stats[entry[0]] = RemoteTrackStats(entry[0], entry[1], track.kind)
+                stats.frames += 1
+                stats.times.append(time.monotonic())
+                if isinstance(frame, VideoFrame):
+                    stats.sizes.add((frame.width, frame.height))
+
+    def summary(self, window: float = 10.0) -> dict[str, dict[str, Any]]:
+        """Per remote track: participant, kind, frames, fps over `window`, sizes, active per the last offer."""
+        return {
+            tid: {"participant_id": s.participant_id, "kind": s.kind, "frames": s.frames,
+                  "fps": round(s.fps(window), 1), "sizes": sorted(s.sizes), "active": tid in self.active_tracks}
+            for tid, s in self.stats.items()
+        }
+
+    def tracks_of(self, participant_id: str, kind: str | None = None) -> list[RemoteTrackStats]:
+        return [s for s in self.stats.values()
+                if s.participant_id == participant_id and (kind is None or s.kind == kind)]
+
+    async def leave(self) -> None:
+        await self.signalling.leave()
+        await self.close()
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *([self._event_task] if self._event_task else [])]:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await self.signalling.close()
+        if self._pub is not None:
+            await self._pub.close()
+        await self._sub.close()
