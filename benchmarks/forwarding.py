@@ -97,7 +97,7 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int) 
         auth = {"Authorization": f"Bearer {API_KEY}:{API_SECRET}"}
         clip = load_clip()
         async with aiohttp.ClientSession(headers=auth) as http:
-            async with http.post(f"{base}/v1/rooms", json={"kind": "family", "max_observers": n}) as r:
+            async with http.post(f"{base}/v1/rooms", json={"kind": "family", "max_observers": max(0, n - 6)}) as r:
                 room = await r.json()
                 assert r.status == 201, room
 
@@ -110,7 +110,9 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int) 
             sessions.append(publisher)
             await publisher.start()
             for i in range(n):
-                sub = ReplaySession(ws, token(f"sub{i}", "observer"), clip, host=HOST, publish=False)
+                # Clients first (a family room holds six), then observers, none of them publishing.
+                role = "client" if i < 6 else "observer"
+                sub = ReplaySession(ws, token(f"sub{i}", role), clip, host=HOST, publish=False)
                 sessions.append(sub)
                 await sub.start()
             await asyncio.gather(*(asyncio.wait_for(s.subscribed.wait(), 10) for s in sessions[1:]))
