@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from adaptation.allocator import Allocation, Allocator, AllocatorConfig, VideoTrack
+from adaptation.allocator import Allocation, Allocator, AllocatorConfig, PauseReason, VideoTrack
 from adaptation.estimator import BandwidthEstimator, EstimatorConfig
 from adaptation.events import FallbackEvent
 from adaptation.fallback import Fallback, FallbackConfig, FallbackState
@@ -28,6 +28,9 @@ class ControllerConfig:
     # keyframe leaves as a short, mild burst instead of at the full estimate, which may be stale and
     # above the path's capacity while we are application-limited.
     pacing_headroom: float = 1.25
+    # An up-switch that a probe allowed and that is undone by a bandwidth down-switch within this time
+    # counts as a misleading probe (the prober then backs off long); one that lasts this long is trusted.
+    up_switch_trial_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,10 @@ class Decision:
 class DownlinkController:
     """Owns the adaptation state of one subscriber transport."""
 
-    __slots__ = ("estimator", "prober", "allocator", "fallback", "_audio_bps", "_tracks", "_headroom")
+    __slots__ = (
+        "estimator", "prober", "allocator", "fallback", "_audio_bps", "_tracks", "_headroom", "_trial_s",
+        "_trial",
+    )
 
     def __init__(self, config: ControllerConfig = ControllerConfig()) -> None:
         self.estimator = BandwidthEstimator(config.estimator)
@@ -53,6 +59,8 @@ class DownlinkController:
         self.allocator = Allocator(config.allocator)
         self.fallback = Fallback(config.fallback)
         self._headroom = config.pacing_headroom
+        self._trial_s = config.up_switch_trial_s
+        self._trial: tuple[float, float] | None = None  # (when, total rate) of an up-switch on trial
         self._audio_bps = 0.0
         self._tracks: tuple[VideoTrack, ...] = ()
 
@@ -87,6 +95,7 @@ class DownlinkController:
         audio = self._audio_bps
         target = estimator.target_bps
         lowest = self._lowest_layer_bps()
+        previous = self.allocator.current
         if lowest is not None:
             event = fallback.update(target, audio, lowest, now=now)
             if event is not None:
@@ -100,6 +109,7 @@ class DownlinkController:
             audio_only=fallback.state is not FallbackState.VIDEO,
             grace=fallback.state is FallbackState.VIDEO,
         )
+        self._judge_up_switch(previous, allocation, proved, now)
         probe = self._plan_probe(allocation, lowest, now)
         if probe is not None and fallback.state is FallbackState.AUDIO_ONLY:
             events.append(fallback.on_probe_started(probe, now=now))
@@ -114,18 +124,48 @@ class DownlinkController:
             events=tuple(events),
         )
 
+    def _judge_up_switch(
+        self, previous: Allocation | None, allocation: Allocation, proved: float | None, now: float
+    ) -> None:
+        if previous is None:
+            return
+        before = {t.track_id: t.layer for t in previous.tracks}
+        went_up = went_down = False
+        for t in allocation.tracks:
+            old, new = before.get(t.track_id), t.layer
+            if old is None or new is None:
+                went_down |= old is not None and new is None
+                continue
+            went_up |= new > old
+            went_down |= new < old
+        if went_up and proved is not None:
+            self._trial = (now, allocation.total_bps)
+        elif self._trial is not None:
+            started, rate = self._trial
+            if went_down and now - started < self._trial_s:
+                self.prober.on_misled(rate, now=now)
+                self._trial = None
+            elif now - started >= self._trial_s:
+                self.prober.on_up_switch_held()
+                self._trial = None
+
     def _plan_probe(self, allocation: Allocation, lowest: float | None, now: float) -> ProbeCluster | None:
         if self.prober.in_flight or self.estimator.state is CongestionState.CONGESTED:
             return None
+        urgent = False
         if self.fallback.state is FallbackState.VIDEO:
             goal = allocation.probe_goal_bps
+            # video is wanted but short of the estimate: kept on grace, or stopped for lack of bandwidth
+            urgent = any(
+                t.over_budget or t.paused is PauseReason.INSUFFICIENT_BANDWIDTH for t in allocation.tracks
+            )
         elif lowest is not None:
             goal = self.fallback.probe_goal(self._audio_bps, lowest, now=now)
         else:
             goal = None
         if goal is None:
             return None
-        return self.prober.plan(goal, allocation.total_bps, now=now)
+        return self.prober.plan(goal, allocation.total_bps, now=now, urgent=urgent)
 
     def _lowest_layer_bps(self) -> float | None:
         best: VideoTrack | None = None

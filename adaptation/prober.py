@@ -28,13 +28,20 @@ class ProberConfig:
     saturation_ratio: float = 0.9  # receive < 0.9 x send: the link, not the prober, set the pace
     max_interval_s: float = 1.0  # send and receive spans must lie in (0, 1 s] (libwebrtc)
     result_timeout_s: float = 1.0  # libwebrtc kMaxWaitingTimeForProbingResult
+    # Two kinds of failure. A probe that measures less than its goal did no harm and told us the path is
+    # full; we ask again soon, or a capacity rise would go unseen for long (the issue's 5 s up-switch and
+    # fallback-exit targets; DESIGN 4's 60 s cap misses them, see docs/adaptation/README-section.md).
+    # A probe that succeeded but whose up-switch then met congestion misled us: that backs off x1.5 from
+    # 3 s up to 60 s as DESIGN 4 says (LiveKit's ProbeRegulator does the same on congesting probes).
     backoff_base_s: float = 3.0  # DESIGN 4; LiveKit ProbeRegulator base interval
     backoff_factor: float = 1.5
-    # DESIGN 4 says back off up to 60 s. With a 60 s cap the wait after a run of failed probes exceeds the
-    # issue's 5 s up-switch and fallback-exit targets (measured: see docs/adaptation/README-section.md).
-    backoff_max_s: float = 4.0
+    backoff_max_s: float = 4.0  # after a probe short of its goal
+    misled_backoff_max_s: float = 60.0  # DESIGN 4, after an up-switch a probe allowed ran into congestion
     after_success_s: float = 0.5  # pause between a successful probe and the next one (further probing)
     smaller_goal: float = 0.8  # a goal under 0.8 x the last failed one is not held back by its back-off
+    # Proving that the video already chosen still fits (its lowest layer is short of the estimate) may
+    # be retried this soon: it is small, and waiting longer turns a short dip into a pause.
+    urgent_retry_s: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,10 @@ class _Tally:
 class Prober:
     """Plans one probe cluster at a time and turns its feedback into a `ProbeResult`."""
 
-    __slots__ = ("_cfg", "_next_id", "_tally", "_interval", "_not_before", "_sent_at", "_failed_goal")
+    __slots__ = (
+        "_cfg", "_next_id", "_tally", "_interval", "_not_before", "_sent_at", "_failed_goal", "_finished_at",
+        "_misled_interval",
+    )
 
     def __init__(self, config: ProberConfig = ProberConfig()) -> None:
         self._cfg = config
@@ -114,6 +124,8 @@ class Prober:
         self._not_before = -math.inf
         self._sent_at = -math.inf
         self._failed_goal = math.inf
+        self._finished_at = -math.inf
+        self._misled_interval = config.backoff_base_s
 
     @property
     def in_flight(self) -> bool:
@@ -123,14 +135,20 @@ class Prober:
     def next_probe_at(self) -> float:
         return self._not_before
 
-    def plan(self, goal_bps: float, current_bps: float, *, now: float) -> ProbeCluster | None:
-        """A cluster proving `goal_bps` while `current_bps` is sent, or None (one in flight, backing off)."""
+    def plan(
+        self, goal_bps: float, current_bps: float, *, now: float, urgent: bool = False
+    ) -> ProbeCluster | None:
+        """A cluster proving `goal_bps` while `current_bps` is sent, or None (one in flight, backing off).
+
+        `urgent` marks a probe that would keep video going (see `ProberConfig.urgent_retry_s`).
+        """
         cfg = self._cfg
         if self._tally is not None:
             return None
         # The back-off is for asking the same again: a clearly smaller goal (say, the lowest layer after
         # failing to prove the next one up) may be probed at once.
-        if now < self._not_before and goal_bps > cfg.smaller_goal * self._failed_goal:
+        waiting = now < self._not_before and goal_bps > cfg.smaller_goal * self._failed_goal
+        if waiting and not (urgent and now >= self._finished_at + cfg.urgent_retry_s):
             return None
         target = current_bps + max(cfg.overshoot * (goal_bps - current_bps), cfg.min_step_bps)
         min_bytes = math.ceil(target * cfg.min_duration_s / 8.0)
@@ -152,6 +170,17 @@ class Prober:
         self._next_id += 1
         self._tally = _Tally(cluster)
         return cluster
+
+    def on_misled(self, goal_bps: float, *, now: float) -> None:
+        """An up-switch to `goal_bps` that a probe allowed met congestion soon after: back off long."""
+        cfg = self._cfg
+        self._failed_goal = min(self._failed_goal, goal_bps)
+        self._not_before = max(self._not_before, now + self._misled_interval)
+        self._misled_interval = min(self._misled_interval * cfg.backoff_factor, cfg.misled_backoff_max_s)
+
+    def on_up_switch_held(self) -> None:
+        """An up-switch has lasted: probes are trusted again."""
+        self._misled_interval = self._cfg.backoff_base_s
 
     def on_probe_sent(self, cluster_id: int, size: int, *, now: float) -> None:
         """The pacer sent one packet of the cluster (media or padding)."""
@@ -209,6 +238,7 @@ class Prober:
         t = self._tally
         assert t is not None
         self._tally = None
+        self._finished_at = now
         result = self._measure(t, timed_out)
         if result.succeeded:
             self._interval = self._cfg.backoff_base_s

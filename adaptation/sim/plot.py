@@ -20,8 +20,8 @@ def plot(result: RunResult, path: str) -> None:
     colours = ("tab:blue", "tab:orange", "tab:purple", "tab:brown")
     first = flows[0].samples
     t = [s.t for s in first]
-    share = " per flow" if len(flows) > 1 else ""
-    rate_ax.step(t, [s.capacity_bps / 1000 for s in first], where="post", color="black", lw=1.5,
+    share = " / flows (fair share)" if len(flows) > 1 else ""
+    rate_ax.step(t, [s.link_bps / len(flows) / 1000 for s in first], where="post", color="black", lw=1.5,
                  label=f"capacity{share}")
     for i, trace in enumerate(flows):
         c = colours[i % len(colours)]
