@@ -121,7 +121,10 @@ class DtlsSession:
         self.state = DtlsState.NEW
         self.keys: SrtpKeys | None = None
         self.failure: str | None = None  # why the session failed, for the transport's close reason
-        self._remote_fingerprints: list[tuple[str, str]] = []
+        self._remote_fingerprints: list[tuple[str, str]] | None = None  # None: signalling has not said yet
+        # A peer may finish the handshake before its SDP (with the fingerprint) reaches us: a browser answering
+        # our subscribe offer starts DTLS as soon as it applies the answer. Its certificate waits here.
+        self._unverified: x509.Certificate | None = None
         self._ssl = SSL.Connection(certificate.context())
         self._ssl.set_ciphertext_mtu(DATAGRAM_MTU)
         if role == "server":
@@ -132,6 +135,9 @@ class DtlsSession:
 
     def set_remote_fingerprints(self, fingerprints: list[tuple[str, str]]) -> None:
         self._remote_fingerprints = list(fingerprints)
+        cert, self._unverified = self._unverified, None
+        if cert is not None and self.state is DtlsState.CONNECTING:
+            self._verify_and_key(cert)
 
     def start(self, *, now: float) -> list[bytes]:
         """Begin the handshake; a client sends its ClientHello, a server waits for one."""
@@ -208,8 +214,14 @@ class DtlsSession:
         if cert is None:
             self._fail("dtls_no_peer_certificate")
             return
+        if self._remote_fingerprints is None:
+            self._unverified = cert  # no keys, so no media, until set_remote_fingerprints() verifies it
+            return
+        self._verify_and_key(cert)
+
+    def _verify_and_key(self, cert: x509.Certificate) -> None:
         # RFC 8122 section 5: at least one supported fingerprint, and every supported one must match.
-        supported = [(a.lower(), v.upper()) for a, v in self._remote_fingerprints if a.lower() in _DIGESTS]
+        supported = [(a.lower(), v.upper()) for a, v in self._remote_fingerprints or () if a.lower() in _DIGESTS]
         if not supported or any(certificate_fingerprint(cert, a) != v for a, v in supported):
             self._fail("dtls_fingerprint_mismatch")
             return

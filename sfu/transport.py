@@ -105,7 +105,9 @@ class WebRtcTransport:
             self._ice.set_remote(ufrag=ice_ufrag)
         else:
             self._ice.set_remote(ufrag=ice_ufrag, pwd=ice_pwd)
+        was = self._dtls.state
         self._dtls.set_remote_fingerprints(fingerprints)
+        self._after_dtls(was)  # a handshake that finished before the peer's SDP arrived completes now
 
     def connect(self, remote_addr: Addr, *, now: float) -> None:
         """Client role: start ICE checks toward the server's candidate; DTLS follows the nomination."""

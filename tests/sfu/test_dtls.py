@@ -85,6 +85,27 @@ def test_wrong_fingerprint_is_refused(
     assert loser.keys is None
 
 
+def test_handshake_that_finishes_before_the_peer_fingerprint_is_known_waits_for_it() -> None:
+    # A browser answering our subscribe offer starts DTLS before its answer (and fingerprint) reaches us.
+    server = DtlsSession(SERVER_CERT, role="server")
+    client = DtlsSession(CLIENT_CERT, role="client")
+    client.set_remote_fingerprints([SERVER_CERT.fingerprint])
+    handshake(server, client)
+    assert client.state is DtlsState.CONNECTED
+    assert server.state is DtlsState.CONNECTING and server.keys is None  # no keys, no media, yet
+    server.set_remote_fingerprints([CLIENT_CERT.fingerprint])
+    assert server.state is DtlsState.CONNECTED and server.keys is not None
+
+
+def test_late_fingerprint_that_does_not_match_fails_the_session() -> None:
+    server = DtlsSession(SERVER_CERT, role="server")
+    client = DtlsSession(CLIENT_CERT, role="client")
+    client.set_remote_fingerprints([SERVER_CERT.fingerprint])
+    handshake(server, client)
+    server.set_remote_fingerprints([SERVER_CERT.fingerprint])  # not the client's certificate
+    assert server.state is DtlsState.FAILED and server.failure == "dtls_fingerprint_mismatch"
+
+
 def test_fingerprint_match_ignores_case_and_accepts_other_hashes() -> None:
     algorithm, value = SERVER_CERT.fingerprint
     server, client = pair(client_sees=[(algorithm.upper(), value.lower())])
