@@ -39,6 +39,16 @@ class EgressSink(Protocol):
     def remove_consumer(self, consumer: Consumer) -> None: ...
 
 
+class ConsumerListener(Protocol):
+    """What signalling hears from a consumer, to tell the subscriber (and the therapist)."""
+
+    def on_layer_changed(self, consumer: Consumer, layer: int) -> None: ...
+
+    def on_paused(self, consumer: Consumer, reason: PauseReason) -> None: ...
+
+    def on_resumed(self, consumer: Consumer) -> None: ...
+
+
 class Consumer:
     """Forwards one producer to one subscriber, rewriting SSRC, PT, sequence numbers and timestamps."""
 
@@ -51,8 +61,10 @@ class Consumer:
         sink: EgressSink,
         stats: MediaStats,
         rng: random.Random,
+        listener: ConsumerListener | None = None,
     ) -> None:
         self.id = consumer_id
+        self.listener = listener
         self.producer = producer
         self.params = params
         self.kind = params.kind
@@ -121,6 +133,8 @@ class Consumer:
                 return
             self._switch(ext_seq, ext_ts, now=now)
             self.current_layer = layer
+            if self.listener is not None and self.kind is MediaKind.VIDEO:
+                self.listener.on_layer_changed(self, layer)
         seq = self._seq.map(ext_seq)
         if seq is None:
             self._stats.drops[DropReason.DUPLICATE] += 1
@@ -206,6 +220,11 @@ class Consumer:
         self.pause_reason = reason
         if reason is PauseReason.NONE and self.kind is MediaKind.VIDEO:
             self.current_layer = None
+        if self.listener is not None:
+            if reason is PauseReason.NONE:
+                self.listener.on_resumed(self)
+            else:
+                self.listener.on_paused(self, reason)
 
     def update_layer(self, *, now: float) -> None:
         """Choose the layer to forward: the pinned one if flowing, else the highest flowing one."""

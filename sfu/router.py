@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sfu.consumer import Consumer
+from sfu.consumer import Consumer, ConsumerListener
 from sfu.params import ConsumerParams, ProducerParams
 from sfu.producer import Producer
 from sfu.stats import MediaStats
@@ -47,13 +47,15 @@ class Router:
         self.producers[producer.id] = producer
         return producer
 
-    def add_consumer(self, transport: WebRtcTransport, producer: Producer, params: ConsumerParams) -> Consumer:
+    def add_consumer(self, transport: WebRtcTransport, producer: Producer, params: ConsumerParams,
+                     listener: ConsumerListener | None = None) -> Consumer:
         if producer.closed or self.producers.get(producer.id) is not producer:
             raise ValueError("producer is closed or belongs to another router")
         if params.kind is not producer.kind:
             raise ValueError("consumer kind differs from its producer's")
         connection = self._connection_of(transport)
-        consumer = Consumer(self._new_id(), producer, params, sink=connection, stats=self._stats, rng=self._rng)
+        consumer = Consumer(self._new_id(), producer, params, sink=connection, stats=self._stats, rng=self._rng,
+                            listener=listener)
         connection.add_consumer(consumer)
         producer.consumers.append(consumer)
         self.consumers[consumer.id] = consumer
