@@ -6,9 +6,12 @@ Frames are small (320x240 by default) so that a family session of 7 participants
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import fractions
+import json
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,21 +27,27 @@ from client.protocol import SignallingClient
 class SyntheticCamera(VideoStreamTrack):
     """A solid colour distinct per participant with a moving bar, so frames differ and compress to little."""
 
+    CYCLE = 30  # distinct images, precomputed so that producing a frame costs next to nothing
+
     def __init__(self, seed: int, width: int = 320, height: int = 240) -> None:
         super().__init__()
         self.width, self.height = width, height
-        rgb = ((seed * 67) % 200 + 30, (seed * 131) % 200 + 30, (seed * 29) % 200 + 30)
-        self._base = np.zeros((height, width, 3), dtype=np.uint8)
-        self._base[:, :] = rgb
+        y, u, v = (seed * 67) % 160 + 40, (seed * 131) % 200 + 28, (seed * 29) % 200 + 28
+        self._images = []
+        for n in range(self.CYCLE):
+            image = np.empty((height * 3 // 2, width), dtype=np.uint8)  # yuv420p planes stacked
+            image[:height] = y
+            image[height : height + height // 4] = u
+            image[height + height // 4 :] = v
+            x = (n * width // self.CYCLE) % (width - 16)
+            image[:height, x : x + 16] = 235
+            self._images.append(image)
         self._n = 0
 
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
-        image = self._base.copy()
-        x = (self._n * 4) % self.width
-        image[:, x : x + 16] = 255
+        frame = VideoFrame.from_ndarray(self._images[self._n % self.CYCLE], format="yuv420p")
         self._n += 1
-        frame = VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts, frame.time_base = pts, time_base
         return frame
 
@@ -51,8 +60,10 @@ class SyntheticMicrophone(MediaStreamTrack):
 
     def __init__(self, seed: int) -> None:
         super().__init__()
-        self.freq = 220.0 + 40.0 * (seed % 16)
+        self.freq = 200.0 + 50.0 * (seed % 16)  # a whole number of periods per second: one second loops
         self._samples = int(AUDIO_PTIME * self.RATE)
+        t = np.arange(self.RATE) / self.RATE
+        self._second = (3000 * np.sin(2 * np.pi * self.freq * t)).astype(np.int16)
         self._ts = 0
         self._start: float | None = None
 
@@ -64,8 +75,8 @@ class SyntheticMicrophone(MediaStreamTrack):
         else:
             self._ts += self._samples
             await asyncio.sleep(max(0.0, self._start + self._ts / self.RATE - time.time()))
-        t = (np.arange(self._samples) + self._ts) / self.RATE
-        pcm = (3000 * np.sin(2 * np.pi * self.freq * t)).astype(np.int16).reshape(1, -1)
+        offset = self._ts % self.RATE
+        pcm = self._second[offset : offset + self._samples].reshape(1, -1)
         frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate = self.RATE
         frame.pts = self._ts
@@ -201,3 +212,38 @@ class AiortcParticipant:
         if self._pub is not None:
             await self._pub.close()
         await self._sub.close()
+
+
+async def _run_process(args: argparse.Namespace) -> None:
+    """One participant per process: join, wait until every expected peer's audio and video decode, report
+    the per-track summary over `--window` seconds as one JSON line, then stay until stdin closes."""
+    p = AiortcParticipant(args.url, args.token, seed=args.seed, width=args.width, height=args.height)
+    await p.join()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.wait
+    while loop.time() < deadline:
+        senders = {(s.participant_id, s.kind) for s in p.stats.values() if s.frames}
+        if len(senders) >= 2 * args.expect:
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(args.window + 0.2)
+    print(json.dumps({"participant_id": p.participant_id, "tracks": p.summary(args.window)}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+    await p.leave()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="one aiortc participant in its own process")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--expect", type=int, default=1, help="remote participants to wait for")
+    parser.add_argument("--wait", type=float, default=40.0)
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    asyncio.run(_run_process(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

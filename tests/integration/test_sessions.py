@@ -1,0 +1,164 @@
+"""Real sessions: the `confidant` process and aiortc participants exchanging decoded audio and video."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+from client.aiortc_participant import AiortcParticipant
+from client.protocol import ProtocolError, SignallingClient
+from tests.integration.server import ROOT, RunningServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+MEDIA_WINDOW = 10.0
+MIN_FPS = 20.0
+MIN_AUDIO_FPS = 35.0  # 20 ms Opus frames: 50 per second when nothing is lost
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def receives_everyone(p: AiortcParticipant, others: list[AiortcParticipant]) -> bool:
+    return all(
+        any(s.frames > 0 for s in p.tracks_of(o.participant_id, kind)) for o in others for kind in ("audio", "video")
+    )
+
+
+async def start(confidant: RunningServer, room: str, roles: list[str], prefix: str) -> list[AiortcParticipant]:
+    people = [
+        AiortcParticipant(confidant.ws_url, confidant.token(room, f"{prefix}{i}", role), seed=i)
+        for i, role in enumerate(roles)
+    ]
+    for p in people:
+        await p.join()
+    return people
+
+
+async def check_all_to_all(people: list[AiortcParticipant]) -> None:
+    """Everyone decodes everyone else's audio and video; video >= 20 fps over a 10 s window."""
+    for p in people:
+        others = [o for o in people if o is not p]
+        await wait_for(lambda p=p, others=others: receives_everyone(p, others), 30, f"{p.participant_id} media")
+    await asyncio.sleep(MEDIA_WINDOW + 0.5)
+    problems = []
+    for p in people:
+        for o in people:
+            if o is p:
+                continue
+            video, audio = p.tracks_of(o.participant_id, "video"), p.tracks_of(o.participant_id, "audio")
+            v_fps = max(s.fps(MEDIA_WINDOW) for s in video)
+            a_fps = max(s.fps(MEDIA_WINDOW) for s in audio)
+            if v_fps < MIN_FPS or a_fps < MIN_AUDIO_FPS:
+                problems.append(f"{p.participant_id}<-{o.participant_id}: video {v_fps:.1f} fps audio {a_fps:.1f}/s")
+            assert (320, 240) in {size for s in video for size in s.sizes}
+    assert not problems, problems
+
+
+async def close_all(people: list[AiortcParticipant]) -> None:
+    await asyncio.gather(*(p.close() for p in people), return_exceptions=True)
+
+
+async def test_individual_session(confidant: RunningServer) -> None:
+    room = await confidant.create_room("individual")
+    people = await start(confidant, room, ["therapist", "client"], "ind")
+    try:
+        await check_all_to_all(people)
+    finally:
+        await close_all(people)
+
+
+async def test_couples_leave_rejoin_and_full_room(confidant: RunningServer) -> None:
+    room = await confidant.create_room("couples")
+    people = await start(confidant, room, ["therapist", "client", "client"], "cpl")
+    therapist, leaver, stayer = people
+    try:
+        await check_all_to_all(people)
+
+        # The one who leaves disappears for the others and their media stops.
+        await leaver.leave()
+        for p in (therapist, stayer):
+            await wait_for(lambda p=p: any(e.get("type") == "participant_left"
+                                           and e["participant_id"] == "cpl1" for e in p.events), 10, "left event")
+            await wait_for(lambda p=p: not any(v == "cpl1" for v in p.active_tracks.values()), 10, "inactive")
+        await asyncio.sleep(1.0)
+        frozen = {id(s): s.frames for p in (therapist, stayer) for s in p.tracks_of("cpl1")}
+        await asyncio.sleep(2.0)
+        assert {id(s): s.frames for p in (therapist, stayer) for s in p.tracks_of("cpl1")} == frozen
+
+        # Rejoining is seen again, with media.
+        again = AiortcParticipant(confidant.ws_url, confidant.token(room, "cpl1", "client"), seed=9)
+        people[1] = again
+        await again.join()
+        for p in (therapist, stayer):
+            await wait_for(lambda p=p: sum(1 for e in p.events if e.get("type") == "participant_joined"
+                                           and e["participant"]["id"] == "cpl1") >= 1
+                           and any(v == "cpl1" for v in p.active_tracks.values()), 10, "rejoin")
+            await wait_for(lambda p=p: any(s.fps(1.0) > 5 for s in p.tracks_of("cpl1", "video")
+                                           if s.track_id in p.active_tracks), 20, "rejoined media")
+
+        # The room is full: the next client is refused with its code.
+        extra = SignallingClient(confidant.ws_url)
+        await extra.connect()
+        with pytest.raises(ProtocolError) as refused:
+            await extra.join(confidant.token(room, "cpl-extra", "client"))
+        assert refused.value.code == "room_full"
+        await extra.closed.wait()
+        assert extra.close_code == 1008
+        await extra.close()
+    finally:
+        await close_all(people)
+
+
+async def test_family_session_of_seven(confidant: RunningServer) -> None:
+    """Seven participants, one process each (aiortc's encoders and decoders in one process would share one
+    GIL and fall behind real time), 160x120 frames to keep 7 encoders and 42 decoders cheap."""
+    room = await confidant.create_room("family")
+    roles = ["therapist"] + ["client"] * 6
+    procs = []
+    for i, role in enumerate(roles):
+        procs.append(await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "client.aiortc_participant", "--url", confidant.ws_url,
+            "--token", confidant.token(room, f"fam{i}", role), "--seed", str(i), "--expect", str(len(roles) - 1),
+            "--window", str(MEDIA_WINDOW), "--width", "160", "--height", "120",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        ))
+    try:
+        reports = []
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=90)
+            assert line, "a participant process died"
+            reports.append(json.loads(line))
+    finally:
+        for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+    problems = []
+    for report in reports:
+        me = report["participant_id"]
+        for other in (f"fam{i}" for i in range(len(roles))):
+            if other == me:
+                continue
+            tracks = [t for t in report["tracks"].values() if t["participant_id"] == other]
+            video = max((t["fps"] for t in tracks if t["kind"] == "video"), default=0.0)
+            audio = max((t["fps"] for t in tracks if t["kind"] == "audio"), default=0.0)
+            if video < MIN_FPS or audio < MIN_AUDIO_FPS:
+                problems.append(f"{me}<-{other}: video {video} fps audio {audio}/s")
+    assert not problems, problems
