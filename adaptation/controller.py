@@ -28,8 +28,8 @@ class ControllerConfig:
     # keyframe leaves as a short, mild burst instead of at the full estimate, which may be stale and
     # above the path's capacity while we are application-limited.
     pacing_headroom: float = 1.25
-    # An up-switch that a probe allowed and that is undone by a bandwidth down-switch within this time
-    # counts as a misleading probe (the prober then backs off long); one that lasts this long is trusted.
+    # An up-switch that a probe allowed and that is undone by a down-switch within this time counts as a
+    # misleading probe (the prober then asks for a margin); one that lasts this long is trusted.
     up_switch_trial_s: float = 2.0
 
 
@@ -50,7 +50,7 @@ class DownlinkController:
 
     __slots__ = (
         "estimator", "prober", "allocator", "fallback", "_audio_bps", "_tracks", "_headroom", "_trial_s",
-        "_trial",
+        "_trial", "_path_bps",
     )
 
     def __init__(self, config: ControllerConfig = ControllerConfig()) -> None:
@@ -60,7 +60,10 @@ class DownlinkController:
         self.fallback = Fallback(config.fallback)
         self._headroom = config.pacing_headroom
         self._trial_s = config.up_switch_trial_s
-        self._trial: tuple[float, float] | None = None  # (when, total rate) of an up-switch on trial
+        self._trial: float | None = None  # when an up-switch that a probe allowed began its trial
+        # The last rate a probe found the path saturated at; pacing stays under it, so a keyframe does not
+        # overfill a path we have measured while the application-limited target creeps above it.
+        self._path_bps: float | None = None
         self._audio_bps = 0.0
         self._tracks: tuple[VideoTrack, ...] = ()
 
@@ -87,6 +90,10 @@ class DownlinkController:
         if result is not None:
             if result.bps is not None:
                 estimator.on_probe_result(result.bps, link_limited=result.link_limited, now=now)
+                if result.link_limited:
+                    self._path_bps = result.bps
+                elif self._path_bps is not None and result.bps > self._path_bps:
+                    self._path_bps = None
             if result.succeeded:
                 proved = result.bps
             event = fallback.on_probe_result(result, now=now)
@@ -116,13 +123,19 @@ class DownlinkController:
         return Decision(
             allocation=allocation,
             target_bps=target,
-            pacing_bps=max(min(target, self._headroom * allocation.total_bps), allocation.total_bps),
+            pacing_bps=self._pacing_bps(target, allocation),
             state=estimator.state,
             fallback=fallback.state,
             probe=probe,
             probe_result=result,
             events=tuple(events),
         )
+
+    def _pacing_bps(self, target: float, allocation: Allocation) -> float:
+        rate = min(target, self._headroom * allocation.total_bps)
+        if self._path_bps is not None:
+            rate = min(rate, self._path_bps)
+        return max(rate, allocation.total_bps)
 
     def _judge_up_switch(
         self, previous: Allocation | None, allocation: Allocation, proved: float | None, now: float
@@ -139,11 +152,11 @@ class DownlinkController:
             went_up |= new > old
             went_down |= new < old
         if went_up and proved is not None:
-            self._trial = (now, allocation.total_bps)
+            self._trial = now
         elif self._trial is not None:
-            started, rate = self._trial
+            started = self._trial
             if went_down and now - started < self._trial_s:
-                self.prober.on_misled(rate, now=now)
+                self.prober.on_misled(now=now)
                 self._trial = None
             elif now - started >= self._trial_s:
                 self.prober.on_up_switch_held()

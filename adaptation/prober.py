@@ -28,15 +28,17 @@ class ProberConfig:
     saturation_ratio: float = 0.9  # receive < 0.9 x send: the link, not the prober, set the pace
     max_interval_s: float = 1.0  # send and receive spans must lie in (0, 1 s] (libwebrtc)
     result_timeout_s: float = 1.0  # libwebrtc kMaxWaitingTimeForProbingResult
-    # Two kinds of failure. A probe that measures less than its goal did no harm and told us the path is
-    # full; we ask again soon, or a capacity rise would go unseen for long (the issue's 5 s up-switch and
-    # fallback-exit targets; DESIGN 4's 60 s cap misses them, see docs/adaptation/README-section.md).
-    # A probe that succeeded but whose up-switch then met congestion misled us: that backs off x1.5 from
-    # 3 s up to 60 s as DESIGN 4 says (LiveKit's ProbeRegulator does the same on congesting probes).
+    # DESIGN 4 backs off x1.5 from 3 s up to 60 s after a failed probe. A probe short of its goal did no
+    # harm, and with a 60 s cap a capacity rise goes unseen far longer than the issue's 5 s up-switch and
+    # fallback-exit targets allow (measured: docs/adaptation/README-section.md), so the cap is 4 s.
+    # What does harm is a probe that succeeded and whose up-switch then met congestion (it measured a
+    # FIFO share, or a layer at the top of its range): from then on that goal must be proved with a
+    # margin, +10 % per such event up to +30 %, until an up-switch holds.
     backoff_base_s: float = 3.0  # DESIGN 4; LiveKit ProbeRegulator base interval
-    backoff_factor: float = 1.5
-    backoff_max_s: float = 4.0  # after a probe short of its goal
-    misled_backoff_max_s: float = 60.0  # DESIGN 4, after an up-switch a probe allowed ran into congestion
+    backoff_factor: float = 1.5  # DESIGN 4
+    backoff_max_s: float = 4.0
+    misled_margin_step: float = 0.10
+    misled_margin_max: float = 0.30
     after_success_s: float = 0.5  # pause between a successful probe and the next one (further probing)
     smaller_goal: float = 0.8  # a goal under 0.8 x the last failed one is not held back by its back-off
     # Proving that the video already chosen still fits (its lowest layer is short of the estimate) may
@@ -113,7 +115,7 @@ class Prober:
 
     __slots__ = (
         "_cfg", "_next_id", "_tally", "_interval", "_not_before", "_sent_at", "_failed_goal", "_finished_at",
-        "_misled_interval",
+        "_margin",
     )
 
     def __init__(self, config: ProberConfig = ProberConfig()) -> None:
@@ -125,7 +127,7 @@ class Prober:
         self._sent_at = -math.inf
         self._failed_goal = math.inf
         self._finished_at = -math.inf
-        self._misled_interval = config.backoff_base_s
+        self._margin = 0.0
 
     @property
     def in_flight(self) -> bool:
@@ -145,6 +147,7 @@ class Prober:
         cfg = self._cfg
         if self._tally is not None:
             return None
+        goal_bps *= 1.0 + self._margin
         # The back-off is for asking the same again: a clearly smaller goal (say, the lowest layer after
         # failing to prove the next one up) may be probed at once.
         waiting = now < self._not_before and goal_bps > cfg.smaller_goal * self._failed_goal
@@ -171,16 +174,16 @@ class Prober:
         self._tally = _Tally(cluster)
         return cluster
 
-    def on_misled(self, goal_bps: float, *, now: float) -> None:
-        """An up-switch to `goal_bps` that a probe allowed met congestion soon after: back off long."""
+    def on_misled(self, *, now: float) -> None:
+        """An up-switch that a probe allowed met congestion soon after: demand a margin from now on."""
         cfg = self._cfg
-        self._failed_goal = min(self._failed_goal, goal_bps)
-        self._not_before = max(self._not_before, now + self._misled_interval)
-        self._misled_interval = min(self._misled_interval * cfg.backoff_factor, cfg.misled_backoff_max_s)
+        self._margin = min(self._margin + cfg.misled_margin_step, cfg.misled_margin_max)
+        self._not_before = max(self._not_before, now + self._interval)
+        self._interval = min(self._interval * cfg.backoff_factor, cfg.backoff_max_s)
 
     def on_up_switch_held(self) -> None:
         """An up-switch has lasted: probes are trusted again."""
-        self._misled_interval = self._cfg.backoff_base_s
+        self._margin = 0.0
 
     def on_probe_sent(self, cluster_id: int, size: int, *, now: float) -> None:
         """The pacer sent one packet of the cluster (media or padding)."""

@@ -15,7 +15,7 @@ MTU_PAYLOAD = 1200
 KEYFRAME_INTERVAL_S = 4.0
 KEYFRAME_FACTOR = 4.0  # a keyframe is this many average frames; the rate control pays it back after
 VARIATION = 0.08  # each layer's rate wanders +-8 % around its nominal rate
-RATE_WINDOW_S = 2.0  # the SFU measures each layer over this trailing window
+RATE_WINDOW_S = 4.0  # the SFU measures each layer over this trailing window (one keyframe interval)
 
 
 class Publisher:
