@@ -11,7 +11,9 @@ from adaptation.trendline import BandwidthUsage
 
 @dataclass(frozen=True, slots=True)
 class AimdConfig:
-    min_bps: float = 30_000.0  # mediasoup/Jitsi floor; libwebrtc allows 5 kbps but no video layer fits that low
+    min_bps: float = (
+        30_000.0  # mediasoup/Jitsi floor; libwebrtc allows 5 kbps but no video layer fits that low
+    )
     max_bps: float = 30_000_000.0  # libwebrtc kDefaultMaxBitrate
     start_bps: float = 300_000.0  # libwebrtc api/transport/bitrate_settings.h default start
     beta: float = 0.85  # draft-ietf-rmcat-gcc-02 section 5.5; libwebrtc kDefaultBackoffFactor
@@ -33,7 +35,7 @@ class RateControlState(enum.Enum):
 class LinkCapacity:
     """EWMA of the throughput seen at over-use, with a deviation band (libwebrtc link_capacity_estimator)."""
 
-    __slots__ = ("estimate", "_var")
+    __slots__ = ("_var", "estimate")
 
     def __init__(self) -> None:
         self.estimate: float | None = None  # kbps, as in libwebrtc, so the variance constants carry over
@@ -73,7 +75,7 @@ class LinkCapacity:
 class AimdRateControl:
     """Additive/multiplicative increase, multiplicative decrease of the delay-based target."""
 
-    __slots__ = ("_cfg", "bps", "state", "_last_change", "_last_decrease", "link", "_initialised")
+    __slots__ = ("_cfg", "_initialised", "_last_change", "_last_decrease", "bps", "link", "state")
 
     def __init__(self, config: AimdConfig = AimdConfig()) -> None:
         self._cfg = config

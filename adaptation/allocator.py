@@ -154,8 +154,12 @@ class Allocator:
         probe_goal_bps: float | None,
     ) -> Allocation:
         kept = tuple(
-            TrackAllocation(p.track_id, p.layer, track.layers[p.layer].bitrate_bps if p.layer is not None else 0.0,
-                            p.paused)
+            TrackAllocation(
+                p.track_id,
+                p.layer,
+                track.layers[p.layer].bitrate_bps if p.layer is not None else 0.0,
+                p.paused,
+            )
             for p, track in zip(previous.tracks, tracks)
         )
         return Allocation(kept, estimate_bps, audio_bps, sum(t.bitrate_bps for t in kept), probe_goal_bps)
@@ -196,13 +200,16 @@ class Allocator:
                 if is_up and current is not None and now - layer.flowing_since < cfg.min_flowing_s:
                     continue
                 if is_up and current is not None and held:
-                    proved = probe_proved_bps is not None and estimate_bps - remaining + layer.bitrate_bps <= (
-                        probe_proved_bps
+                    proved = (
+                        probe_proved_bps is not None
+                        and estimate_bps - remaining + layer.bitrate_bps <= (probe_proved_bps)
                     )
                     if not proved:
                         continue
                 best = idx
-            lowest = next((j for j, layer in enumerate(track.layers) if layer.flowing_since is not None), None)
+            lowest = next(
+                (j for j, layer in enumerate(track.layers) if layer.flowing_since is not None), None
+            )
             if (
                 best is None
                 and grace
@@ -247,6 +254,10 @@ class Allocator:
             before = {t.track_id: t.layer for t in previous.tracks}
             for t in new.tracks:
                 old = before.get(t.track_id)
-                if old is not None and (t.layer is None or t.layer < old) and t.paused is not PauseReason.AUDIO_ONLY:
+                if (
+                    old is not None
+                    and (t.layer is None or t.layer < old)
+                    and t.paused is not PauseReason.AUDIO_ONLY
+                ):
                     self._last_downgrade[t.track_id] = now
         self._committed = new

@@ -49,8 +49,16 @@ class DownlinkController:
     """Owns the adaptation state of one subscriber transport."""
 
     __slots__ = (
-        "estimator", "prober", "allocator", "fallback", "_audio_bps", "_tracks", "_headroom", "_trial_s",
-        "_trial", "_path_bps",
+        "_audio_bps",
+        "_headroom",
+        "_path_bps",
+        "_tracks",
+        "_trial",
+        "_trial_s",
+        "allocator",
+        "estimator",
+        "fallback",
+        "prober",
     )
 
     def __init__(self, config: ControllerConfig = ControllerConfig()) -> None:
@@ -104,7 +112,13 @@ class DownlinkController:
         lowest = self._lowest_layer_bps()
         previous = self.allocator.current
         if lowest is not None:
-            event = fallback.update(target, audio, lowest, now=now)
+            # While congested, what the path delivers is the better measure of what fits (the target
+            # steps down at most once per RTT and may still be above it).
+            usable = target
+            acked = estimator.acked_bps
+            if estimator.state is CongestionState.CONGESTED and acked is not None:
+                usable = min(target, acked)
+            event = fallback.update(usable, audio, lowest, now=now)
             if event is not None:
                 events.append(event)
         allocation = self.allocator.allocate(
@@ -183,9 +197,9 @@ class DownlinkController:
     def _lowest_layer_bps(self) -> float | None:
         best: VideoTrack | None = None
         for track in self._tracks:
-            if any(layer.flowing_since is not None for layer in track.layers):
-                if best is None or track.priority < best.priority:
-                    best = track
+            flowing = any(layer.flowing_since is not None for layer in track.layers)
+            if flowing and (best is None or track.priority < best.priority):
+                best = track
         if best is None:
             return None
         return next(layer.bitrate_bps for layer in best.layers if layer.flowing_since is not None)

@@ -52,9 +52,21 @@ class BandwidthEstimator:
     """One per subscriber transport. Call `on_packet_results` with each feedback report's results."""
 
     __slots__ = (
-        "_cfg", "_trendline", "_aimd", "_loss", "_rtt", "_acked", "_acked_bps", "_state",
-        "_g_first_send", "_g_last_send", "_g_first_arrival", "_g_last_arrival",
-        "_p_send", "_p_arrival", "_probe_arrival",
+        "_acked",
+        "_acked_bps",
+        "_aimd",
+        "_cfg",
+        "_g_first_arrival",
+        "_g_first_send",
+        "_g_last_arrival",
+        "_g_last_send",
+        "_loss",
+        "_p_arrival",
+        "_p_send",
+        "_probe_arrival",
+        "_rtt",
+        "_state",
+        "_trendline",
     )
 
     def __init__(self, config: EstimatorConfig = EstimatorConfig()) -> None:
@@ -132,12 +144,10 @@ class BandwidthEstimator:
             if r.probe_cluster is not None:
                 guard_until = at + cfg.probe_guard_s
             st = r.send_time
-            if st > max_send:
-                max_send = st
+            max_send = max(max_send, st)
             if first_arrival < 0.0 or at < first_arrival:
                 first_arrival = at
-            if at > last_arrival:
-                last_arrival = at
+            last_arrival = max(last_arrival, at)
             if g_first_send < 0.0:
                 g_first_send = g_last_send = st
                 g_first_arrival = g_last_arrival = at
@@ -167,10 +177,8 @@ class BandwidthEstimator:
                     g_first_send = g_last_send = st
                     g_first_arrival = g_last_arrival = at
                     continue
-            if st > g_last_send:
-                g_last_send = st
-            if at > g_last_arrival:
-                g_last_arrival = at
+            g_last_send = max(g_last_send, st)
+            g_last_arrival = max(g_last_arrival, at)
         self._g_first_send = g_first_send
         self._g_last_send = g_last_send
         self._g_first_arrival = g_first_arrival
@@ -225,7 +233,10 @@ class BandwidthEstimator:
         tl = self._trendline
         if overused or tl.usage is BandwidthUsage.OVERUSING or loss > loss_cfg.high_loss:
             self._state = CongestionState.CONGESTED
-        elif tl.modified_trend > self._cfg.early_warning_fraction * tl.threshold_ms or loss >= loss_cfg.low_loss:
+        elif (
+            tl.modified_trend > self._cfg.early_warning_fraction * tl.threshold_ms
+            or loss >= loss_cfg.low_loss
+        ):
             self._state = CongestionState.EARLY_WARNING
         else:
             self._state = CongestionState.NORMAL

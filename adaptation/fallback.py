@@ -37,7 +37,7 @@ class FallbackConfig:
 class Fallback:
     """Decides when a subscriber's video pauses and when it may come back; every transition is an event."""
 
-    __slots__ = ("_cfg", "state", "_under_since", "_entered_at", "_hold_s", "_last_pause", "_goal")
+    __slots__ = ("_cfg", "_entered_at", "_goal", "_hold_s", "_last_pause", "_under_since", "state")
 
     def __init__(self, config: FallbackConfig = FallbackConfig()) -> None:
         self._cfg = config
@@ -87,7 +87,10 @@ class Fallback:
         self.state = FallbackState.PROBING_BACK
         self._goal = cluster.goal_bps
         return ProbingBackStarted(
-            at=now, reason=FallbackReason.HOLD_ELAPSED, probe_bps=cluster.target_bps, goal_bps=cluster.goal_bps
+            at=now,
+            reason=FallbackReason.HOLD_ELAPSED,
+            probe_bps=cluster.target_bps,
+            goal_bps=cluster.goal_bps,
         )
 
     def on_probe_result(self, result: ProbeResult, *, now: float) -> FallbackEvent | None:
@@ -103,4 +106,6 @@ class Fallback:
             )
         self.state = FallbackState.AUDIO_ONLY
         detail = result.failure.value if result.failure is not None else "below_goal"
-        return ProbingBackFailed(at=now, reason=FallbackReason.PROBE_FAILED, measured_bps=result.bps, detail=detail)
+        return ProbingBackFailed(
+            at=now, reason=FallbackReason.PROBE_FAILED, measured_bps=result.bps, detail=detail
+        )

@@ -22,7 +22,7 @@ class LossConfig:
 class LossBasedEstimator:
     """Tracks the loss fraction of recent feedback and derives a loss-limited rate."""
 
-    __slots__ = ("_cfg", "bps", "loss_fraction", "_received", "_lost", "_history", "_last_decrease")
+    __slots__ = ("_cfg", "_history", "_last_decrease", "_lost", "_received", "bps", "loss_fraction")
 
     def __init__(self, config: LossConfig = LossConfig(), *, start_bps: float = 300_000.0) -> None:
         self._cfg = config
@@ -50,10 +50,11 @@ class LossBasedEstimator:
         self.loss_fraction = loss
         if loss < cfg.low_loss:
             self.bps = min(b for _, b in history) * cfg.increase_factor + cfg.increase_add_bps
-        elif loss > cfg.high_loss:
-            if self._last_decrease is None or now - self._last_decrease >= cfg.decrease_interval_s + rtt_s:
-                self.bps = min(self.bps, target_bps) * (1.0 - 0.5 * loss)
-                self._last_decrease = now
+        elif loss > cfg.high_loss and (
+            self._last_decrease is None or now - self._last_decrease >= cfg.decrease_interval_s + rtt_s
+        ):
+            self.bps = min(self.bps, target_bps) * (1.0 - 0.5 * loss)
+            self._last_decrease = now
         self.bps = min(max(self.bps, cfg.min_bps), cfg.max_bps)
         return self.bps
 

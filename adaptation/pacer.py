@@ -30,7 +30,9 @@ class PacketKind(enum.IntEnum):
 @dataclass(frozen=True, slots=True)
 class PacerConfig:
     max_burst_s: float = 0.005  # budget that may accumulate while idle
-    max_queue_s: float = 2.0  # beyond this much queued video, drain faster (libwebrtc kMaxExpectedQueueLength)
+    max_queue_s: float = (
+        2.0  # beyond this much queued video, drain faster (libwebrtc kMaxExpectedQueueLength)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +47,15 @@ class Release(Generic[T]):
 
 class Pacer(Generic[T]):
     __slots__ = (
-        "_cfg", "_queues", "_queued_bytes", "_rate", "_free_at", "_cluster", "_cluster_sent",
-        "_cluster_bytes", "_cluster_free_at",
+        "_cfg",
+        "_cluster",
+        "_cluster_bytes",
+        "_cluster_free_at",
+        "_cluster_sent",
+        "_free_at",
+        "_queued_bytes",
+        "_queues",
+        "_rate",
     )
 
     def __init__(self, config: PacerConfig = PacerConfig(), *, rate_bps: float = 300_000.0) -> None:
@@ -114,7 +123,9 @@ class Pacer(Generic[T]):
                 return None
             kind, entry = self._take_media()
             if entry is None:
-                release: Release[T] = Release(None, cluster.packet_size, PacketKind.PADDING, cluster.cluster_id)
+                release: Release[T] = Release(
+                    None, cluster.packet_size, PacketKind.PADDING, cluster.cluster_id
+                )
             else:
                 release = Release(entry[0], entry[1], kind, cluster.cluster_id)
             self._cluster_free_at = max(self._cluster_free_at, now) + release.size * 8.0 / cluster.target_bps

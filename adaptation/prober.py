@@ -90,8 +90,19 @@ class ProbeResult:
 
 class _Tally:
     __slots__ = (
-        "cluster", "sent_packets", "sent_bytes", "done", "reported", "acked", "acked_bytes",
-        "first_send", "last_send", "first_recv", "last_recv", "last_send_size", "first_recv_size",
+        "acked",
+        "acked_bytes",
+        "cluster",
+        "done",
+        "first_recv",
+        "first_recv_size",
+        "first_send",
+        "last_recv",
+        "last_send",
+        "last_send_size",
+        "reported",
+        "sent_bytes",
+        "sent_packets",
     )
 
     def __init__(self, cluster: ProbeCluster) -> None:
@@ -114,8 +125,15 @@ class Prober:
     """Plans one probe cluster at a time and turns its feedback into a `ProbeResult`."""
 
     __slots__ = (
-        "_cfg", "_next_id", "_tally", "_interval", "_not_before", "_sent_at", "_failed_goal", "_finished_at",
+        "_cfg",
+        "_failed_goal",
+        "_finished_at",
+        "_interval",
         "_margin",
+        "_next_id",
+        "_not_before",
+        "_sent_at",
+        "_tally",
     )
 
     def __init__(self, config: ProberConfig = ProberConfig()) -> None:
@@ -213,16 +231,14 @@ class Prober:
             t.acked += 1
             t.acked_bytes += r.size
             st = r.send_time
-            if st < t.first_send:
-                t.first_send = st
+            t.first_send = min(t.first_send, st)
             if st >= t.last_send:
                 t.last_send = st
                 t.last_send_size = r.size
             if at < t.first_recv:
                 t.first_recv = at
                 t.first_recv_size = r.size
-            if at > t.last_recv:
-                t.last_recv = at
+            t.last_recv = max(t.last_recv, at)
         if t.done and t.reported >= t.sent_packets:
             return self._finish(now)
         return self.on_timer(now=now)
@@ -274,4 +290,6 @@ class Prober:
         bps = min(send_bps, recv_bps)
         link_limited = recv_bps < cfg.saturation_ratio * send_bps
         failure = None if bps >= c.goal_bps else ProbeFailure.BELOW_GOAL
-        return ProbeResult(c.cluster_id, c.target_bps, c.goal_bps, bps, send_bps, recv_bps, link_limited, failure)
+        return ProbeResult(
+            c.cluster_id, c.target_bps, c.goal_bps, bps, send_bps, recv_bps, link_limited, failure
+        )

@@ -41,10 +41,27 @@ class Trendline:
     """Least-squares slope of smoothed accumulated delay over a window of groups, plus the detector."""
 
     __slots__ = (
-        "_cfg", "_xs", "_ys", "_sx", "_sy", "_sxx", "_sxy", "_x0", "_since_rebuild",
-        "_num_deltas", "_first_arrival_ms", "_accumulated", "_smoothed",
-        "_prev_trend", "_prev_modified", "_threshold", "_last_threshold_update_ms",
-        "_time_over_using", "_overuse_counter", "usage", "modified_trend",
+        "_accumulated",
+        "_cfg",
+        "_first_arrival_ms",
+        "_last_threshold_update_ms",
+        "_num_deltas",
+        "_overuse_counter",
+        "_prev_modified",
+        "_prev_trend",
+        "_since_rebuild",
+        "_smoothed",
+        "_sx",
+        "_sxx",
+        "_sxy",
+        "_sy",
+        "_threshold",
+        "_time_over_using",
+        "_x0",
+        "_xs",
+        "_ys",
+        "modified_trend",
+        "usage",
     )
 
     def __init__(self, config: TrendlineConfig = TrendlineConfig()) -> None:

@@ -21,7 +21,7 @@ RATE_WINDOW_S = 4.0  # the SFU measures each layer over this trailing window (on
 class Publisher:
     """Produces one frame per layer every 1/30 s. Keyframes come periodically and on request (PLI)."""
 
-    __slots__ = ("_rng", "_phase", "_period", "_debt", "_next_key", "_requested", "_window", "_window_bytes")
+    __slots__ = ("_debt", "_next_key", "_period", "_phase", "_requested", "_rng", "_window", "_window_bytes")
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
@@ -46,7 +46,9 @@ class Publisher:
             self._next_key += KEYFRAME_INTERVAL_S
         frames: list[tuple[int, bool]] = []
         for layer, nominal in enumerate(NOMINAL_LAYER_BPS):
-            rate = nominal * (1.0 + VARIATION * math.sin(2 * math.pi * now / self._period[layer] + self._phase[layer]))
+            rate = nominal * (
+                1.0 + VARIATION * math.sin(2 * math.pi * now / self._period[layer] + self._phase[layer])
+            )
             average = rate / FPS / 8.0
             requested = self._requested[layer]
             key = periodic or (requested is not None and now >= requested)

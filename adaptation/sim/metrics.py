@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 from adaptation.events import AudioOnlyEntered, VideoResumed
@@ -88,11 +89,13 @@ def flow_metrics(result: RunResult, trace: FlowTrace) -> dict[str, Any]:
     pauses = [e.at for e in trace.events if isinstance(e, AudioOnlyEntered)]
     per_window = max((sum(1 for q in pauses if p <= q < p + PAUSE_WINDOW_S) for p in pauses), default=0)
 
-    in_band = sum(1 for s in samples if BAND[0] * s.capacity_bps <= s.estimate_bps <= BAND[1] * s.capacity_bps)
+    in_band = sum(
+        1 for s in samples if BAND[0] * s.capacity_bps <= s.estimate_bps <= BAND[1] * s.capacity_bps
+    )
 
     gaps = 0.0
     times = trace.audio_send_times
-    for a, b in zip(times, times[1:]):
+    for a, b in pairwise(times):
         if b - a > 3 * AUDIO_INTERVAL_S:
             gaps += b - a - AUDIO_INTERVAL_S
 
@@ -136,7 +139,8 @@ def metrics(result: RunResult) -> dict[str, Any]:
         out["fairness_ratio"] = max(rates) / min(rates) if min(rates) > 0 else math.inf
         out["fairness_ratio_20s_max"] = _fairness(result)
     out["per_flow"] = per_flow
-    return _rounded(out)
+    rounded: dict[str, Any] = _rounded(out)
+    return rounded
 
 
 def _fairness(result: RunResult) -> float:

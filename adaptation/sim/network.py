@@ -10,8 +10,19 @@ from adaptation.sim.profiles import Profile
 class Bottleneck:
     """Shared by every flow of a run. `send` returns the arrival time at the receiver, or None if dropped."""
 
-    __slots__ = ("_profile", "_busy_until", "_delay", "_jitter", "_queue_s", "_loss", "_rng", "_steps",
-                 "_step_i", "_last_arrival", "queue_samples")
+    __slots__ = (
+        "_busy_until",
+        "_delay",
+        "_jitter",
+        "_last_arrival",
+        "_loss",
+        "_profile",
+        "_queue_s",
+        "_rng",
+        "_step_i",
+        "_steps",
+        "queue_samples",
+    )
 
     def __init__(self, profile: Profile, rng: random.Random) -> None:
         self._profile = profile
@@ -41,8 +52,7 @@ class Bottleneck:
 
     def send(self, flow: int, size: int, now: float) -> float | None:
         wait = self._busy_until - now
-        if wait < 0.0:
-            wait = 0.0
+        wait = max(wait, 0.0)
         self.queue_samples.append((now, wait))
         if wait > self._queue_s:
             return None  # drop-tail: the queue holds queue_ms of data
@@ -56,7 +66,6 @@ class Bottleneck:
             arrival += self._rng.random() * self._jitter
             # Jitter delays but does not reorder (like netem with rate limiting in front of it).
             last = self._last_arrival.get(flow, 0.0)
-            if arrival < last:
-                arrival = last
+            arrival = max(arrival, last)
             self._last_arrival[flow] = arrival
         return arrival

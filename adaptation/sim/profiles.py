@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class Profile:
         if not isinstance(steps, list) or not steps:
             raise ValueError("capacity_kbps must be a non-empty list of [second, kbps]")
         capacity = tuple((float(s), float(k)) for s, k in steps)
-        if capacity[0][0] != 0.0 or any(b[0] <= a[0] for a, b in zip(capacity, capacity[1:])):
+        if capacity[0][0] != 0.0 or any(b[0] <= a[0] for a, b in pairwise(capacity)):
             raise ValueError("capacity_kbps must start at 0 s and increase")
         if any(k <= 0 for _, k in capacity):
             raise ValueError("capacities must be positive")
@@ -46,7 +47,7 @@ class Profile:
         def num(key: str, default: float) -> float:
             value = data.get(key, default)
             if not isinstance(value, int | float):
-                raise ValueError(f"{key} must be a number")
+                raise TypeError(f"{key} must be a number")
             return float(value)
 
         profile = cls(
@@ -81,8 +82,21 @@ _FLAP = Profile(
     "flap",
     100.0,
     (
-        (0, 300), (8, 230), (15, 280), (22, 215), (30, 150), (31, 260), (38, 225), (45, 320),
-        (52, 220), (60, 160), (61, 240), (68, 300), (75, 215), (83, 270), (91, 230),
+        (0, 300),
+        (8, 230),
+        (15, 280),
+        (22, 215),
+        (30, 150),
+        (31, 260),
+        (38, 225),
+        (45, 320),
+        (52, 220),
+        (60, 160),
+        (61, 240),
+        (68, 300),
+        (75, 215),
+        (83, 270),
+        (91, 230),
     ),
     jitter_ms=2.0,
 )
@@ -99,5 +113,5 @@ def load(name_or_path: str) -> Profile:
         raise ValueError(f"unknown profile {name_or_path!r}: not one of {', '.join(BUILTIN)} nor a file")
     data = json.loads(path.read_text())
     if not isinstance(data, dict):
-        raise ValueError("a profile file holds one JSON object")
+        raise TypeError("a profile file holds one JSON object")
     return Profile.from_dict(path.stem, data)

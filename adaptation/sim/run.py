@@ -71,11 +71,25 @@ class RunResult:
 
 class _Flow:
     __slots__ = (
-        "idx", "controller", "pacer", "publisher", "forwarded", "pending", "sent", "arrivals", "reported",
-        "wake_at", "send_log", "send_log_bytes", "trace", "decision",
+        "arrivals",
+        "controller",
+        "decision",
+        "forwarded",
+        "idx",
+        "pacer",
+        "pending",
+        "publisher",
+        "reported",
+        "send_log",
+        "send_log_bytes",
+        "sent",
+        "trace",
+        "wake_at",
     )
 
-    def __init__(self, idx: int, config: ControllerConfig, pacer_config: PacerConfig, rng: random.Random) -> None:
+    def __init__(
+        self, idx: int, config: ControllerConfig, pacer_config: PacerConfig, rng: random.Random
+    ) -> None:
         self.idx = idx
         self.controller = DownlinkController(config)
         self.pacer: Pacer[int] = Pacer(pacer_config, rate_bps=config.estimator.aimd.start_bps)
@@ -130,7 +144,9 @@ class Simulation:
             if t > end:
                 break
             fn(t, flow)
-        return RunResult(self.profile, [f.trace for f in self._flows], [d for _, d in self._link.queue_samples])
+        return RunResult(
+            self.profile, [f.trace for f in self._flows], [d for _, d in self._link.queue_samples]
+        )
 
     # media in
 
