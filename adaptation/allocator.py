@@ -114,7 +114,12 @@ class Allocator:
         """
         previous = self._committed
         candidate = self._compute(estimate_bps, audio_bps, tracks, now, probe_proved_bps, audio_only, grace)
-        if previous is not None and probe_proved_bps is None and self._keep(previous, candidate, tracks):
+        if (
+            previous is not None
+            and probe_proved_bps is None
+            and self._keep(previous, candidate, tracks)
+            and self._estimate_driven(candidate, audio_bps, tracks, now, audio_only, grace)
+        ):
             candidate = self._refresh(previous, estimate_bps, audio_bps, tracks, candidate.probe_goal_bps)
         else:
             self._committed_estimate = estimate_bps
@@ -144,6 +149,20 @@ class Allocator:
             return False
         moved = abs(candidate.estimate_bps - self._committed_estimate)
         return moved < self._cfg.estimate_deadband * max(self._committed_estimate, 1.0)
+
+    def _estimate_driven(
+        self,
+        candidate: Allocation,
+        audio_bps: float,
+        tracks: Sequence[VideoTrack],
+        now: float,
+        audio_only: bool,
+        grace: bool,
+    ) -> bool:
+        """Whether the candidate differs from what the committed estimate would give now (the dead-band's
+        business), rather than for another reason such as a layer that has now flowed long enough."""
+        baseline = self._compute(self._committed_estimate, audio_bps, tracks, now, None, audio_only, grace)
+        return [t.layer for t in baseline.tracks] != [t.layer for t in candidate.tracks]
 
     @staticmethod
     def _refresh(

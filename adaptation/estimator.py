@@ -76,7 +76,7 @@ class BandwidthEstimator:
         self._loss = LossBasedEstimator(config.loss, start_bps=config.aimd.start_bps)
         self._rtt = config.initial_rtt_s
         # (first arrival, last arrival, bytes) per report, for the acknowledged rate
-        self._acked: deque[tuple[float, float, int]] = deque()
+        self._acked: deque[tuple[float, float, int, int]] = deque()
         self._acked_bps: float | None = None
         self._state = CongestionState.NORMAL
         # the group being filled and the previous complete one (send and arrival times, seconds)
@@ -193,7 +193,7 @@ class BandwidthEstimator:
                 a = cfg.rtt_smoothing
                 self._rtt = a * self._rtt + (1.0 - a) * sample
         if received:
-            self._update_acked(first_arrival, last_arrival, size_sum)
+            self._update_acked(first_arrival, last_arrival, size_sum, received)
 
         if usage is not None:
             if usage is BandwidthUsage.OVERUSING and not overused:
@@ -213,19 +213,22 @@ class BandwidthEstimator:
             aimd.link.on_probe(bps)
         self._loss.on_probe(bps, now=now)
 
-    def _update_acked(self, first_arrival: float, last_arrival: float, size: int) -> None:
+    def _update_acked(self, first_arrival: float, last_arrival: float, size: int, count: int) -> None:
         window = self._cfg.acked_window_s
         acked = self._acked
-        acked.append((first_arrival, last_arrival, size))
+        acked.append((first_arrival, last_arrival, size, count))
         while acked and acked[0][1] <= last_arrival - window:
             acked.popleft()
         span = last_arrival - acked[0][0]
         if span < 0.02:
             return  # too short to be a rate
         total = 0
-        for _, _, b in acked:
+        packets = 0
+        for _, _, b, n in acked:
             total += b
-        self._acked_bps = total * 8.0 / span
+            packets += n
+        # n packets arrive over n - 1 gaps: count one packet fewer than arrived
+        self._acked_bps = total * (packets - 1) / packets * 8.0 / span
 
     def _update_state(self, overused: bool) -> None:
         loss = self._loss.loss_fraction
