@@ -139,6 +139,8 @@ class Allocator:
         video = 0.0
         for p, track in zip(previous.tracks, tracks):
             if p.layer is not None:
+                if p.layer >= len(track.layers):
+                    return False
                 layer = track.layers[p.layer]
                 if layer.flowing_since is None:
                     return False

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from adaptation.pacer import Pacer, PacketKind
@@ -25,7 +27,7 @@ def test_paces_video_at_the_rate() -> None:
         pacer.enqueue(f"v{i}", 1000, PacketKind.VIDEO)
     sent = drain(pacer, 1.0)
     times = [t for t, *_ in sent]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(times)]
     # up to 5 ms of budget may build up while idle; after that, one packet per 10 ms
     assert gaps[0] >= 0.005 - 1e-9
     assert gaps[1:] == pytest.approx([0.01] * 3, abs=1e-6)
