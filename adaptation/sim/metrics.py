@@ -62,6 +62,7 @@ def flow_metrics(result: RunResult, trace: FlowTrace) -> dict[str, Any]:
     up: list[float] = []
     enter: list[float] = []
     exit_: list[float] = []
+    unresolved = 0  # events whose outcome never came before the next capacity step (the value is the step)
     for c, end in zip(changes[1:], ends[1:]):
         before = [s for s in samples if c - 0.5 <= s.t < c]
         if not before:
@@ -73,18 +74,22 @@ def flow_metrics(result: RunResult, trace: FlowTrace) -> dict[str, Any]:
         if share < sending:
             took = _first(samples, c, end, lambda s: s.send_bps <= s.capacity_bps)
             down.append(took if took is not None else end - c)
+            unresolved += took is None
         want = optimal_layer(share)
         if share > last.link_bps / result.profile.flows and _rank(want) > _rank(last.layer):
             took = _first(samples, c, end, lambda s: _rank(s.layer) >= _rank(optimal_layer(s.capacity_bps)))
             up.append(took if took is not None else end - c)
+            unresolved += took is None
         if end - c < SETTLE_S:
             continue  # a dip shorter than that is not a fallback case
         if want is None and last.fallback is FallbackState.VIDEO:
             took = _first(samples, c, end, lambda s: s.fallback is not FallbackState.VIDEO)
             enter.append(took if took is not None else end - c)
+            unresolved += took is None
         if want is not None and last.fallback is not FallbackState.VIDEO:
             took = _first(samples, c, end, lambda s: s.fallback is FallbackState.VIDEO)
             exit_.append(took if took is not None else end - c)
+            unresolved += took is None
 
     pauses = [e.at for e in trace.events if isinstance(e, AudioOnlyEntered)]
     per_window = max((sum(1 for q in pauses if p <= q < p + PAUSE_WINDOW_S) for p in pauses), default=0)
@@ -107,6 +112,7 @@ def flow_metrics(result: RunResult, trace: FlowTrace) -> dict[str, Any]:
         "audio_paused_s": round(gaps, 3),
         "fallback_enter_s_max": max(enter) if enter else None,
         "fallback_exit_s_max": max(exit_) if exit_ else None,
+        "unresolved_events": unresolved,
         "pauses": len(pauses),
         "pauses_per_30s_max": per_window,
         "resumes": sum(1 for e in trace.events if isinstance(e, VideoResumed)),
