@@ -16,6 +16,7 @@ KEYFRAME_INTERVAL_S = 4.0
 KEYFRAME_FACTOR = 4.0  # a keyframe is this many average frames; the rate control pays it back after
 VARIATION = 0.08  # each layer's rate wanders +-8 % around its nominal rate
 RATE_WINDOW_S = 4.0  # the SFU measures each layer over this trailing window (one keyframe interval)
+FIRST_MEASURE_S = 1.0  # a layer counts as flowing once it has been measured this long
 
 
 class Publisher:
@@ -69,8 +70,9 @@ class Publisher:
                 self._window_bytes[layer] -= window.popleft()[1]
         return frames
 
-    def measured_bps(self, layer: int) -> float:
-        return self._window_bytes[layer] * 8.0 / RATE_WINDOW_S
+    def measured_bps(self, layer: int, now: float) -> float:
+        """The layer's rate over the trailing window (over what there is of it, early on)."""
+        return self._window_bytes[layer] * 8.0 / max(1.0, min(now, RATE_WINDOW_S))
 
 
 def packetize(size: int) -> list[int]:

@@ -17,8 +17,8 @@ from adaptation.sim.media import (
     AUDIO_BPS,
     AUDIO_INTERVAL_S,
     AUDIO_PACKET_BYTES,
+    FIRST_MEASURE_S,
     FPS,
-    RATE_WINDOW_S,
     Publisher,
     packetize,
 )
@@ -229,8 +229,8 @@ class Simulation:
     def _on_timer(self, now: float, flow: _Flow) -> None:
         self._at(now + TIMER_INTERVAL_S, self._on_timer, flow)
         publisher = flow.publisher
-        flowing = 0.0 if now >= RATE_WINDOW_S else None  # layers count once a full window is measured
-        layers = tuple(LayerState(publisher.measured_bps(i), flowing) for i in range(3))
+        flowing = 0.0 if now >= FIRST_MEASURE_S else None
+        layers = tuple(LayerState(publisher.measured_bps(i, now), flowing) for i in range(3))
         flow.controller.set_media(AUDIO_BPS, (VideoTrack(TRACK_ID, layers),))
         self._apply(now, flow, flow.controller.on_timer(now=now))
 
