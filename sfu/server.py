@@ -65,8 +65,11 @@ class MediaServer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # uvloop's loop.time() has millisecond resolution; transport-wide feedback reports arrivals in
+        # 250 us units, and quantised arrival times read as delay jitter by the publisher's estimator.
         self._endpoint = await UdpEndpoint.create(
-            self.config.host, self.config.port, stats=self.stats, consent_timeout=self.config.consent_timeout,
+            self.config.host, self.config.port, stats=self.stats, clock=time.monotonic,
+            consent_timeout=self.config.consent_timeout,
         )
         host, port = self._endpoint.local_address[:2]
         ips = list(self.config.announced_ips) or ([host] if host not in ("0.0.0.0", "") else _host_addresses())
@@ -97,8 +100,7 @@ class MediaServer:
         return int(self._endpoint.local_address[1])
 
     def now(self) -> float:
-        assert self._loop is not None, "start() first"
-        return self._loop.time()
+        return time.monotonic()
 
     # -- API for signalling -------------------------------------------------------------------------
 
@@ -151,10 +153,10 @@ class MediaServer:
         while True:
             due += interval
             await asyncio.sleep(max(0.0, due - loop.time()))
-            now = loop.time()
-            self.tick_lag_s = max(0.0, now - due)
-            if now - due > 1.0:
-                due = now  # after a stall, do not try to catch up tick by tick
+            now = time.monotonic()
+            self.tick_lag_s = max(0.0, loop.time() - due)
+            if self.tick_lag_s > 1.0:
+                due = loop.time()  # after a stall, do not try to catch up tick by tick
             for entry in list(self._entries.values()):
                 try:
                     entry.connection.tick(now=now)

@@ -14,6 +14,8 @@ import logging
 import math
 import random
 import socket
+import struct
+import time
 from collections.abc import Callable
 
 from sfu.dtls import DtlsCertificate
@@ -23,18 +25,16 @@ from sfu.transport import TransportListener, TransportRole, TransportState, WebR
 
 TIMER_TICK = 0.02  # seconds; DTLS retransmits start at 1 s (RFC 6347 section 4.2.4.1), consent at 5 s
 SOCKET_BUFFER = 4 * 1024 * 1024  # bytes asked for SO_RCVBUF/SO_SNDBUF; the kernel may cap it
+# Kernel receive timestamps (socket(7)): arrival times must not include our own processing delay, or the
+# publisher's estimator reads our event-loop latency as network queuing and backs off.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+MAX_DATAGRAM = 2048
+READ_BATCH = 64  # datagrams per readiness callback, so timers and signalling still get their turn
 
 _UNKNOWN_ADDRESS = DropReason.UNKNOWN_ADDRESS
 log = logging.getLogger(__name__)
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, Addr], None]) -> None:
-        # Bound straight to the endpoint's handler: one call less per datagram.
-        self.datagram_received = on_datagram  # type: ignore[method-assign,assignment]
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP errors for one peer must not disturb the others; consent expiry handles dead peers
 
 
 class UdpEndpoint:
@@ -58,7 +58,7 @@ class UdpEndpoint:
         self.certificate = certificate
         self._rng = rng
         self._consent_timeout = consent_timeout
-        self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._by_ufrag: dict[str, WebRtcTransport] = {}
         self._by_addr: dict[Addr, WebRtcTransport] = {}
         self._deadlines: dict[WebRtcTransport, float] = {}
@@ -86,6 +86,7 @@ class UdpEndpoint:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
             sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.bind(info[4])
         except OSError:
             sock.close()
@@ -93,13 +94,13 @@ class UdpEndpoint:
         self = cls(
             sock=sock,
             stats=stats,
-            clock=clock or loop.time,
+            clock=clock or time.monotonic,
             certificate=certificate or DtlsCertificate.generate(),
             rng=rng or random.Random(),
             consent_timeout=consent_timeout,
         )
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self._datagram_received), sock=sock)
-        self._transport = transport
+        self._loop = loop
+        loop.add_reader(sock.fileno(), self._readable)
         self._timer = loop.call_later(TIMER_TICK, self._tick)
         return self
 
@@ -146,40 +147,59 @@ class UdpEndpoint:
             transport.close("endpoint_closed")
         if self._timer is not None:
             self._timer.cancel()
-        if self._transport is not None:
-            self._transport.close()
+        if self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
 
     # ---- datagrams ---------------------------------------------------------------------------------
 
-    def _datagram_received(self, data: bytes, addr: Addr) -> None:
+    def _readable(self) -> None:
+        recvmsg = self._sock.recvmsg
+        # Kernel timestamps are wall-clock time; map them onto our monotonic clock once per batch.
+        offset = self._clock() - time.time()
+        for _ in range(READ_BATCH):
+            try:
+                data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # e.g. ECONNREFUSED from an ICMP error for one peer: never fatal for the others
+            now = None
+            for level, kind, cdata in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(cdata)
+                    now = sec + nsec * 1e-9 + offset
+            self._datagram_received(data, addr[:2], self._clock() if now is None else now)
+
+    def _datagram_received(self, data: bytes, addr: Addr, now: float) -> None:
         try:
-            self._demux(data, addr)
+            self._demux(data, addr, now)
         except Exception:
             # A bug behind one transport (e.g. in a listener) must not take the shared socket down: some
             # loops (uvloop) close a datagram transport whose protocol callback raised.
             log.exception("datagram handling failed len=%d", len(data))  # no addresses in logs
 
-    def _demux(self, data: bytes, addr: Addr) -> None:
+    def _demux(self, data: bytes, addr: Addr, now: float) -> None:
         first = data[0] if data else 255
         if 127 < first < 192:  # SRTP/SRTCP: the hot path
             transport = self._by_addr.get(addr)
             if transport is None:
                 self._drops[_UNKNOWN_ADDRESS] += 1
             else:
-                transport.srtp_received(data, addr, now=self._clock())
+                transport.srtp_received(data, addr, now=now)
         elif 19 < first < 64:
             transport = self._by_addr.get(addr)
             if transport is None:
                 self._drops[_UNKNOWN_ADDRESS] += 1
             else:
-                transport.dtls_received(data, addr, now=self._clock())
+                transport.dtls_received(data, addr, now=now)
                 self._refresh(transport)
         elif first < 4:
-            self._stun_received(data, addr)
+            self._stun_received(data, addr, now)
         else:
             self._drops[DropReason.NOT_WEBRTC] += 1
 
-    def _stun_received(self, data: bytes, addr: Addr) -> None:
+    def _stun_received(self, data: bytes, addr: Addr, now: float) -> None:
         message = parse_stun(data)
         if message is None:
             self._drops[DropReason.STUN_MALFORMED] += 1
@@ -190,18 +210,15 @@ class UdpEndpoint:
         if transport is None:
             self._drops[DropReason.STUN_UNKNOWN_USERNAME if ufrag is not None else _UNKNOWN_ADDRESS] += 1
             return
-        outcome = transport.stun_received(message, addr, now=self._clock())
+        outcome = transport.stun_received(message, addr, now=now)
         if outcome.validated and transport.state is not TransportState.CLOSED:
             self._by_addr[addr] = transport
         self._refresh(transport)
 
     def _send(self, data: bytes, addr: Addr) -> None:
-        # The raw socket skips asyncio's wrapper; asyncio buffers only when the kernel's buffer is full.
-        try:
-            self._sock_sendto(data, addr)
-        except BlockingIOError:
-            if self._transport is not None:
-                self._transport.sendto(data, addr)
+        # Real-time media is not worth queueing in user space: a full kernel buffer (4 MiB) means the
+        # packet would be late anyway. The caller counts the drop.
+        self._sock_sendto(data, addr)
 
     # ---- timers ------------------------------------------------------------------------------------
 
