@@ -33,6 +33,7 @@ class Config:
     token_max_ttl: float = 600.0  # seconds; longer-lived join tokens are refused
     consent_timeout: float = 30.0  # RFC 7675 section 5.1: ICE consent expires after 30 s
     room_grace: float = 3600.0  # how long an ended room is remembered (late joiners get room_ended)
+    max_observers: int = 2  # the most observers a room may allow (its own `max_observers` is set at creation)
     join_timeout: float = 10.0  # a WebSocket must send `join` within this many seconds
     log_level: str = "info"
     log_format: str = "json"  # "json" (one object per line) or "kv" (key=value)

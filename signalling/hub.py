@@ -60,9 +60,10 @@ class RoomMedia:
 
 
 class Hub:
-    def __init__(self, media: MediaServer, *, grace: float, rng: random.Random | None = None) -> None:
+    def __init__(self, media: MediaServer, *, grace: float, rng: random.Random | None = None,
+                 observer_limit: int = 2) -> None:
         self.media = media
-        self.registry = RoomRegistry(grace=grace)
+        self.registry = RoomRegistry(grace=grace, observer_limit=observer_limit)
         self.rng = rng or random.SystemRandom()
         self._rooms: dict[str, RoomMedia] = {}
 

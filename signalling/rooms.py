@@ -16,7 +16,7 @@ class RoomKind(str, enum.Enum):
 
 # Client slots besides the one therapist (DESIGN.md section 5).
 CLIENT_CAPACITY = {RoomKind.INDIVIDUAL: 1, RoomKind.COUPLES: 2, RoomKind.FAMILY: 6}
-MAX_OBSERVERS = 2
+MAX_OBSERVERS = 2  # per room, unless the operator raises `Config.max_observers` (e.g. a teaching clinic)
 DEFAULT_OBSERVERS = 1
 
 
@@ -89,11 +89,12 @@ RoomEvent = ParticipantJoined | ParticipantLeft | TrackPublished | TrackUnpublis
 class Room:
     """One session's membership. Every mutation returns the events others must be told about."""
 
-    def __init__(self, room_id: str, kind: RoomKind, *, max_observers: int, now: float) -> None:
+    def __init__(self, room_id: str, kind: RoomKind, *, max_observers: int, now: float,
+                 observer_limit: int = MAX_OBSERVERS) -> None:
         if not ROOM_ID_RE.match(room_id):
             raise RoomError("bad_request", "room id must be 1-64 chars of [A-Za-z0-9_-]")
-        if not 0 <= max_observers <= MAX_OBSERVERS:
-            raise RoomError("bad_request", f"max_observers must be 0..{MAX_OBSERVERS}")
+        if not 0 <= max_observers <= observer_limit:
+            raise RoomError("bad_request", f"max_observers must be 0..{observer_limit}")
         self.id = room_id
         self.kind = kind
         self.max_observers = max_observers
@@ -180,15 +181,16 @@ class Room:
 class RoomRegistry:
     """All rooms of this node. Ended rooms are forgotten after `grace` seconds."""
 
-    def __init__(self, *, grace: float) -> None:
+    def __init__(self, *, grace: float, observer_limit: int = MAX_OBSERVERS) -> None:
         self.grace = grace
+        self.observer_limit = observer_limit
         self._rooms: dict[str, Room] = {}
 
     def create(self, room_id: str, kind: RoomKind, *, max_observers: int, now: float) -> Room:
         self.expire(now=now)
         if room_id in self._rooms:
             raise RoomError("room_exists", "a room with this id exists")
-        room = Room(room_id, kind, max_observers=max_observers, now=now)
+        room = Room(room_id, kind, max_observers=max_observers, now=now, observer_limit=self.observer_limit)
         self._rooms[room_id] = room
         return room
 
