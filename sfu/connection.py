@@ -127,7 +127,7 @@ class Connection:
             return
         if pkt.tcc_seq is not None:
             # Every packet counts for the publisher's estimator, padding and unknown streams included.
-            self._twcc_in.record(pkt.tcc_seq, now=now)
+            self._twcc_in.record(pkt.tcc_seq, now=now, ssrc=pkt.ssrc)
         entry = self._by_ssrc.get(pkt.ssrc)
         if entry is None:
             entry = self._discover(pkt)

@@ -40,7 +40,14 @@ class TwccRecorder:
         """Feedback packets built so far, modulo 256 (the wire field)."""
         return self._fb_count
 
-    def record(self, tcc_seq: int, *, now: float) -> None:
+    def record(self, tcc_seq: int, *, now: float, ssrc: int | None = None) -> None:
+        """Note one arrival; `ssrc` is the packet's, which the next feedback names as its media source.
+
+        libwebrtc (`RTCPReceiver::HandleTransportFeedback`) drops feedback whose media SSRC is not one of
+        the sender's own streams, so a constant such as 0 silently disables the browser's estimator.
+        """
+        if ssrc is not None:
+            self._media_ssrc = ssrc
         ext = self._unwrap.unwrap(tcc_seq)
         # Integer ticks from absolute time, so deltas never accumulate rounding error.
         self._arrivals.setdefault(ext, round(now * 1_000_000 / TCC_TICK_US))

@@ -97,3 +97,16 @@ def test_sender_unwraps_reference_time_and_probe_cluster() -> None:
 def test_next_seq_wraps() -> None:
     sender = TwccSender(65535)
     assert [sender.next_seq() for _ in range(3)] == [65535, 0, 1]
+
+
+def test_feedback_names_a_received_ssrc_as_media_source() -> None:
+    # libwebrtc's RTCPReceiver::HandleTransportFeedback ignores feedback whose media SSRC is not one of
+    # its streams: with media SSRC 0 Chrome never saw our feedback and its estimate sank to ~85 kbps.
+    recorder = TwccRecorder(1, 0)
+    recorder.record(0, now=1.0, ssrc=0x1234)
+    recorder.record(1, now=1.001, ssrc=0xABCDEF01)
+    (data,) = recorder.build_feedback(now=1.1)
+    fb = TransportCc.parse(data)
+    assert (fb.sender_ssrc, fb.media_ssrc) == (1, 0xABCDEF01)
+    recorder.record(2, now=1.2, ssrc=0x1234)
+    assert TransportCc.parse(recorder.build_feedback(now=1.3)[0]).media_ssrc == 0x1234
