@@ -95,6 +95,11 @@ class MediaServer:
             self._endpoint = None
 
     @property
+    def bound(self) -> bool:
+        """Whether the shared media UDP port is open (readiness)."""
+        return self._endpoint is not None
+
+    @property
     def port(self) -> int:
         assert self._endpoint is not None, "start() first"
         return int(self._endpoint.local_address[1])

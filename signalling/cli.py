@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 
@@ -14,6 +15,9 @@ from aiohttp import web
 from signalling import keys
 from signalling.app import create_app
 from signalling.config import Config, ConfigError, load_config, resolve_credentials
+from signalling.health import DRAIN, occupied_rooms
+
+log = logging.getLogger("confidant")
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,9 +65,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def drain(app: web.Application, deadline: float) -> None:
+    """Refuse new rooms (and fail /readyz), then wait until every room is empty or `deadline` seconds pass."""
+    app[DRAIN].start()
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline
+    log.info("draining rooms=%d deadline_s=%.0f", occupied_rooms(app), deadline)
+    while occupied_rooms(app) and loop.time() < until:
+        await asyncio.sleep(min(0.5, max(0.0, until - loop.time())))
+    log.info("drained remaining_rooms=%d", occupied_rooms(app))
+
+
 async def serve(config: Config) -> None:
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=True)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)
     await site.start()
@@ -71,8 +86,20 @@ async def serve(config: Config) -> None:
     http_port = runner.addresses[0][1] if runner.addresses else config.http_port
     print(f"confidant listening on http://{config.http_host}:{http_port} "
           f"(ws /ws, metrics /metrics) media udp {config.udp_host}:{media.port}", flush=True)
+    # SIGTERM drains (a rolling deploy must not cut a therapy session short); SIGINT stops at once.
+    loop = asyncio.get_running_loop()
+    stop, terminate = asyncio.Event(), asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, terminate.set)
     try:
-        await asyncio.Event().wait()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(terminate.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if terminate.is_set() and not stop.is_set():
+            draining = asyncio.create_task(drain(app, config.drain_timeout))
+            await asyncio.wait([draining, waits[0]], return_when=asyncio.FIRST_COMPLETED)
+            draining.cancel()
+        for task in waits:
+            task.cancel()
     finally:
         await runner.cleanup()
 

@@ -99,6 +99,10 @@ class Hub:
         self.registry.expire(now=time.time())
         return self.registry.rooms()
 
+    def peers(self) -> list[tuple[Room, Peer]]:
+        """Every connected participant with its room (read by the metrics monitor)."""
+        return [(media.room, peer) for media in self._rooms.values() for peer in media.peers.values()]
+
     # -- participant operations ------------------------------------------------------------------------
 
     def join(self, peer: Peer, claims: JoinClaims) -> Room:

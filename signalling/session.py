@@ -91,6 +91,7 @@ class Session:
         self._dirty = False
         self._session_id = secrets.randbits(62)
         self._tasks: set[asyncio.Future[None]] = set()
+        self.join_started: float | None = None  # media clock when the token was presented (join latency)
 
     # -- Peer protocol (called by the hub) ------------------------------------------------------------
 
@@ -128,6 +129,18 @@ class Session:
         slot = self._slots[received.slot_index]
         self._slots[received.slot_index] = SubscribeSlot(slot.mid, slot.kind)  # stays in place, inactive
         self._renegotiate()
+
+    # -- read by the metrics monitor (signalling/metrics.py) ---------------------------------------
+
+    @property
+    def packets_delivered(self) -> int:
+        """RTP packets forwarded to this participant so far; join latency ends at the first."""
+        return sum(r.consumer.packets_sent for r in self._received.values() if r.consumer is not None)
+
+    @property
+    def media_transports(self) -> tuple[WebRtcTransport | None, WebRtcTransport | None]:
+        """(publish, subscribe) transports, None where there is none."""
+        return self._pub, self._sub
 
     # -- the connection's life ------------------------------------------------------------------------
 
@@ -260,6 +273,7 @@ class Session:
     def on_join(self, message: dict[str, Any]) -> None:
         if self.claims is not None:
             raise ProtocolError("already_joined", "this connection has joined already")
+        started = self.hub.media.now()
         token, room_id = message.get("token"), message.get("room_id")
         if not isinstance(token, str) or (room_id is not None and not isinstance(room_id, str)):
             raise ProtocolError("invalid_message", "join needs a string token (and an optional string room_id)")
@@ -276,6 +290,7 @@ class Session:
         except RoomError as exc:
             raise ProtocolError(exc.code, exc.message) from None
         self.claims, self.room = claims, room
+        self.join_started = started
         if claims.grants.subscribe:
             self._sub = self.hub.media.create_transport(on_closed=lambda r: self._on_transport_closed("sub", r))
         reply = {

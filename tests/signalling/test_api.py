@@ -83,7 +83,7 @@ async def test_metrics(server: Server) -> None:
     async with server.http.get(server.url("/metrics")) as resp:
         text = await resp.text()
     assert 'confidant_rooms{kind="individual"} 1.0' in text
-    assert 'confidant_participants{role="therapist"} 1.0' in text
+    assert 'confidant_participants{role="therapist",state="active"} 1.0' in text
     assert 'confidant_packets_dropped_total{reason="unknown_ssrc"}' in text
     assert "p1" not in text and room not in text
     await client.close()
