@@ -6,8 +6,11 @@ allowed so NACK retransmissions (same SSRC and sequence number) can be protected
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pylibsrtp
 from pylibsrtp import Policy, Session
+from pylibsrtp._binding import ffi, lib
 
 from sfu.dtls import AEAD_AES_128_GCM, AES128_CM_HMAC_SHA1_80, SrtpKeys, SrtpProfile
 
@@ -18,6 +21,41 @@ _LIBSRTP_PROFILES = {
 REPLAY_WINDOW = 1024  # packets; libsrtp's maximum (RFC 3711 section 3.3.2 asks for at least 64)
 # What a failed protect/unprotect can raise: libsrtp errors, oversize packets, non-bytes input.
 SRTP_ERRORS = (pylibsrtp.Error, ValueError, TypeError)
+
+
+class SrtpFailure(pylibsrtp.Error):
+    """libsrtp refused a packet (authentication, replay, oversize)."""
+
+
+# Room the protect calls may append (libsrtp's srtp.h bounds, as pylibsrtp names them).
+_MAX_TRAILER: int = pylibsrtp.SRTP_MAX_TRAILER_LEN
+_MAX_SRTCP_TRAILER: int = pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
+
+
+def _bind(session: Session, func: object, trailer: int) -> Callable[[bytes], bytes]:
+    """One libsrtp call on `session`'s context and buffer, without pylibsrtp's per-call wrapper work.
+
+    pylibsrtp allocates an `int *` and re-checks its arguments on every packet; on the egress path that was
+    as much as the cipher itself. The session owns the context and buffer and must outlive the closure.
+    """
+    ctx = session._srtp[0]
+    cdata = session._cdata
+    buf = session._buffer
+    limit = len(cdata) - trailer
+    len_p = ffi.new("int *")
+    call = func
+
+    def process(data: bytes) -> bytes:
+        n = len(data)
+        if n > limit:
+            raise SrtpFailure("packet is too long")
+        len_p[0] = n
+        buf[0:n] = data
+        if call(ctx, cdata, len_p):  # type: ignore[operator]
+            raise SrtpFailure("libsrtp refused the packet")
+        return buf[0 : len_p[0]]  # type: ignore[no-any-return]
+
+    return process
 
 
 def _session(profile: SrtpProfile, key: bytes, ssrc_type: int) -> Session:
@@ -37,15 +75,19 @@ class SrtpContext:
         self.profile = keys.profile
         self.inbound = _session(keys.profile, keys.remote, Policy.SSRC_ANY_INBOUND)
         self.outbound = _session(keys.profile, keys.local, Policy.SSRC_ANY_OUTBOUND)
+        self.protect = _bind(self.outbound, lib.srtp_protect, _MAX_TRAILER)
+        self.protect_rtcp = _bind(self.outbound, lib.srtp_protect_rtcp, _MAX_SRTCP_TRAILER)
+        self._unprotect = _bind(self.inbound, lib.srtp_unprotect, 0)
+        self._unprotect_rtcp = _bind(self.inbound, lib.srtp_unprotect_rtcp, 0)
 
     def unprotect(self, data: bytes) -> bytes | None:
         try:
-            return self.inbound.unprotect(data)
-        except SRTP_ERRORS:
+            return self._unprotect(data)
+        except SrtpFailure:
             return None
 
     def unprotect_rtcp(self, data: bytes) -> bytes | None:
         try:
-            return self.inbound.unprotect_rtcp(data)
-        except SRTP_ERRORS:
+            return self._unprotect_rtcp(data)
+        except SrtpFailure:
             return None

@@ -297,8 +297,8 @@ class WebRtcTransport:
         srtp = self._srtp
         if srtp is None or self.remote_address is None or self.state is not TransportState.CONNECTING:
             return
-        self._protect = srtp.outbound.protect
-        self._protect_rtcp = srtp.outbound.protect_rtcp
+        self._protect = srtp.protect
+        self._protect_rtcp = srtp.protect_rtcp
         self._set_state(TransportState.CONNECTED, None)
 
     def _set_state(self, state: TransportState, reason: str | None) -> None:

@@ -7,7 +7,6 @@ transport-wide seqs and turns the subscriber's feedback into `PacketResult`s for
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Final
 
 from adaptation.types import PacketResult
@@ -100,26 +99,27 @@ class TwccRecorder:
         return out
 
 
-class _Sent:
-    __slots__ = ("probe_cluster", "send_time", "size", "state")
-
-    def __init__(self, send_time: float, size: int, probe_cluster: int | None) -> None:
-        self.send_time = send_time
-        self.size = size
-        self.probe_cluster = probe_cluster
-        self.state = 0  # 0 not reported, 1 reported lost, 2 reported received
+_RING: Final = 1 << 16  # one slot per 16-bit transport-wide seq
 
 
 class TwccSender:
-    """Send side: our transport-wide seqs and the feedback about them, as `PacketResult`s."""
+    """Send side: our transport-wide seqs and the feedback about them, as `PacketResult`s.
 
-    __slots__ = ("_next", "_order", "_ref_ext", "_sent", "_unwrap")
+    Sent packets live in flat rings indexed by the 16-bit seq (no object per packet: this runs for every
+    egress packet); a slot remembers its unwrapped seq, so a stale slot is never mistaken for a new one.
+    """
+
+    __slots__ = ("_cluster", "_ext", "_last_sent", "_next", "_ref_ext", "_size", "_state", "_time", "_unwrap")
 
     def __init__(self, initial_seq: int = 0) -> None:
         self._next = initial_seq & 0xFFFF
         self._unwrap = SeqUnwrapper()
-        self._sent: dict[int, _Sent] = {}
-        self._order: deque[int] = deque()
+        self._ext = [-1] * _RING
+        self._time = [0.0] * _RING
+        self._size = [0] * _RING
+        self._cluster: list[int | None] = [None] * _RING
+        self._state = bytearray(_RING)  # 0 not reported, 1 reported lost, 2 reported received
+        self._last_sent = 0.0
         self._ref_ext: int | None = None  # unwrapped 24-bit reference time of the last feedback
 
     def next_seq(self) -> int:
@@ -128,14 +128,12 @@ class TwccSender:
         return seq
 
     def on_sent(self, seq: int, size: int, *, now: float, probe_cluster: int | None = None) -> None:
-        ext = self._unwrap.unwrap(seq)
-        self._sent[ext] = _Sent(now, size, probe_cluster)
-        order = self._order
-        order.append(ext)
-        sent = self._sent
-        horizon = now - _HISTORY
-        while order and sent[order[0]].send_time < horizon:
-            sent.pop(order.popleft(), None)
+        self._ext[seq] = self._unwrap.unwrap(seq)
+        self._time[seq] = now
+        self._size[seq] = size
+        self._cluster[seq] = probe_cluster
+        self._state[seq] = 0
+        self._last_sent = now
 
     def on_feedback(self, fb: TransportCc, *, now: float) -> list[PacketResult]:
         """Results for packets this feedback tells us about for the first time (or first as received).
@@ -156,19 +154,22 @@ class TwccSender:
         # The feedback's base seq is at most 2^15 behind what we sent last.
         base_ext = highest - ((highest - fb.base_seq) & 0xFFFF)
         t_us = ref_ext * TCC_REFERENCE_US
-        sent = self._sent
+        exts, times, states = self._ext, self._time, self._state
+        horizon = self._last_sent - _HISTORY  # feedback about older packets is too late to be useful
         results: list[PacketResult] = []
         for i, (_, delta) in enumerate(fb.packets):
-            entry = sent.get(base_ext + i)
+            ext = base_ext + i
+            slot = ext & 0xFFFF
             if delta is not None:
                 t_us += delta
-            if entry is None or entry.state == 2 or (delta is None and entry.state == 1):
+            state = states[slot]
+            if exts[slot] != ext or times[slot] < horizon or state == 2 or (delta is None and state == 1):
                 continue
             if delta is None:
-                entry.state = 1
+                states[slot] = 1
                 arrival = None
             else:
-                entry.state = 2
+                states[slot] = 2
                 arrival = t_us / 1_000_000
-            results.append(PacketResult(base_ext + i, entry.send_time, entry.size, arrival, entry.probe_cluster))
+            results.append(PacketResult(ext, times[slot], self._size[slot], arrival, self._cluster[slot]))
         return results
