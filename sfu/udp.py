@@ -23,7 +23,9 @@ from sfu.ice import Addr, local_ufrag_of, parse_stun
 from sfu.stats import DropReason, MediaStats
 from sfu.transport import TransportListener, TransportRole, TransportState, WebRtcTransport
 
-TIMER_TICK = 0.02  # seconds; DTLS retransmits start at 1 s (RFC 6347 section 4.2.4.1), consent at 5 s
+# The timer sleeps until the earliest transport deadline (DTLS retransmits start at 1 s, RFC 6347 section
+# 4.2.4.1; consent is checked every few seconds), but never wakes more often than this.
+TIMER_TICK = 0.02
 SOCKET_BUFFER = 4 * 1024 * 1024  # bytes asked for SO_RCVBUF/SO_SNDBUF; the kernel may cap it
 # Kernel receive timestamps (socket(7)): arrival times must not include our own processing delay, or the
 # publisher's estimator reads our event-loop latency as network queuing and backs off.
@@ -65,6 +67,7 @@ class UdpEndpoint:
         self._heap: list[tuple[float, int, WebRtcTransport]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf  # when the armed timer fires, on our clock
         self._closed = False
 
     @classmethod
@@ -101,7 +104,6 @@ class UdpEndpoint:
         )
         self._loop = loop
         loop.add_reader(sock.fileno(), self._readable)
-        self._timer = loop.call_later(TIMER_TICK, self._tick)
         return self
 
     @property
@@ -231,8 +233,25 @@ class UdpEndpoint:
         if self._deadlines.get(transport) != deadline:
             self._deadlines[transport] = deadline
             heapq.heappush(self._heap, (deadline, next(self._seq), transport))
+            self._arm()
+
+    def _arm(self) -> None:
+        """Wake for the earliest deadline: an idle server has no periodic wake-ups at all."""
+        if self._closed or self._loop is None or not self._heap:
+            return
+        deadline = self._heap[0][0]
+        if self._timer is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        now = self._clock()
+        delay = max(TIMER_TICK, deadline - now)
+        self._timer_at = now + delay
+        self._timer = self._loop.call_later(delay, self._tick)
 
     def _tick(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
         now = self._clock()
         heap = self._heap
         due = []
@@ -249,8 +268,7 @@ class UdpEndpoint:
                 log.exception("transport timer failed transport=%s", transport.id)
                 transport.close("internal_error")
             self._refresh(transport)
-        if not self._closed:
-            self._timer = asyncio.get_running_loop().call_later(TIMER_TICK, self._tick)
+        self._arm()
 
     def _forget(self, transport: WebRtcTransport) -> None:
         if self._by_ufrag.get(transport.ice_ufrag) is transport:
