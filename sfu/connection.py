@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sfu import rtcp
 from sfu.consumer import Consumer
+from sfu.downlink import DownlinkAdapter
 from sfu.params import HeaderExtension
 from sfu.producer import KeyframeMethod, Producer, RecvStream
 from sfu.rtp import ExtIds, RtpError, RtpPacket, parse_rtp
@@ -70,6 +71,8 @@ class Connection:
         self._twcc_in = TwccRecorder(sender_ssrc=self.rtcp_ssrc, media_ssrc=0)
         self.twcc_out = TwccSender()
         self.feedback: list[PacketResult] = []  # results not yet taken by adaptation
+        # Adaptation of what we send this connection's subscriber (idle on a publish-only connection).
+        self.downlink = DownlinkAdapter(self.consumers, stats=stats)
         self.closed = False
         self._next_twcc = 0.0
         self._next_report = 0.0
@@ -233,6 +236,14 @@ class Connection:
         self.twcc_out.on_sent(tcc_seq, len(data), now=now)
         transport.send_rtp(data)
 
+    def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None:
+        """A probe packet: recorded with its cluster so the prober can measure it from feedback."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.twcc_out.on_sent(tcc_seq, len(data), now=now, probe_cluster=cluster_id)
+        transport.send_rtp(data)
+
     def _send_rtcp(self, packets: list[rtcp.RtcpPacket]) -> None:
         if self.transport is not None and packets:
             self.transport.send_rtcp(rtcp.serialize(packets))
@@ -255,6 +266,8 @@ class Connection:
             self._send_reports(now)
             for consumer in self.consumers.values():
                 consumer.update_layer(now=now)
+        if self.consumers:
+            self.downlink.tick(self.take_feedback(), now=now)
 
     def _send_nacks(self, now: float) -> None:
         rtt = self.rtt_s or DEFAULT_RTT

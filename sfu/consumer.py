@@ -16,6 +16,8 @@ from sfu.vp8 import Vp8Munger
 if TYPE_CHECKING:
     from sfu.producer import Producer
 
+# RFC 3550 section 5.1: the padding count is the packet's last octet.
+MAX_PADDING = 255
 # DESIGN.md section 3: about 1-2 s of history.
 VIDEO_HISTORY = 500
 AUDIO_HISTORY = 200
@@ -35,6 +37,8 @@ class EgressSink(Protocol):
     def next_tcc_seq(self) -> int: ...
 
     def send_rtp(self, data: bytes, tcc_seq: int, *, now: float) -> None: ...
+
+    def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None: ...
 
     def remove_consumer(self, consumer: Consumer) -> None: ...
 
@@ -98,6 +102,8 @@ class Consumer:
         self.current_layer: int | None = None if params.kind is MediaKind.VIDEO else 0
         self.target_layer: int | None = None if params.kind is MediaKind.VIDEO else 0
         self.pinned_layer: int | None = None
+        # The highest layer bandwidth adaptation allows (None: no opinion yet, forward the highest flowing).
+        self.adapted_layer: int | None = None
         self.pause_reason = PauseReason.NONE
         # Sender statistics for SR (RFC 3550 section 6.4.1).
         self.packets_sent = 0
@@ -168,6 +174,8 @@ class Consumer:
 
     def retransmit(self, seqs: list[int], *, now: float) -> int:
         """Answer a NACK from our history, as RTX when negotiated. Returns how many were resent."""
+        if self.pause_reason is not PauseReason.NONE:
+            return 0  # a paused stream's subscriber gets no video bytes, repairs included
         sent = 0
         rtt = self.rtt_s if self.rtt_s is not None else 0.1
         for seq in seqs:
@@ -191,6 +199,27 @@ class Consumer:
             sent += 1
         self._stats.retransmissions_sent += sent
         return sent
+
+    @property
+    def can_pad(self) -> bool:
+        """Whether probes can go out on this stream without touching the media sequence (RTX negotiated)."""
+        return self._rtx_writer is not None and not self.closed
+
+    def send_padding(self, size: int, cluster_id: int, *, now: float) -> int:
+        """One padding-only RTX packet of about `size` bytes for probe `cluster_id`; returns its real size.
+
+        Padding goes on the RTX SSRC: on the media SSRC it would take sequence numbers the subscriber
+        expects media on. Receivers drop it after recording its transport-wide sequence number.
+        """
+        writer = self._rtx_writer
+        assert writer is not None, "check can_pad first"
+        tcc = self._sink.next_tcc_seq()
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        header = 20 if writer.tcc_id is not None else 12  # fixed header + one-word transport-cc extension
+        padding = max(1, min(MAX_PADDING, size - header))
+        data = writer.build_padding(seq=self._rtx_seq, ts=self.last_out_ts or 0, tcc_seq=tcc, size=padding)
+        self._sink.send_probe(data, tcc, cluster_id, now=now)
+        return len(data)
 
     def request_keyframe(self, *, now: float) -> None:
         """A PLI/FIR from the subscriber: relayed to the publisher for the layer it is getting."""
@@ -226,15 +255,24 @@ class Consumer:
             else:
                 self.listener.on_paused(self, reason)
 
+    def set_adapted_layer(self, layer: int | None, *, now: float) -> None:
+        """The highest layer the subscriber's bandwidth allows (adaptation's choice); a pin still wins."""
+        self.adapted_layer = layer
+        self.update_layer(now=now)
+
     def update_layer(self, *, now: float) -> None:
-        """Choose the layer to forward: the pinned one if flowing, else the highest flowing one."""
+        """Choose the layer to forward: the pinned one if flowing, else the highest flowing one that
+        adaptation allows (its lowest flowing one when none is that low)."""
         if self.kind is not MediaKind.VIDEO or self.closed:
             return
         flowing = self.producer.flowing_layers(now=now)
         if not flowing:
             return  # keep the current choice: the publisher may just be between packets
+        allowed = self.adapted_layer
         if self.pinned_layer is not None and self.pinned_layer in flowing:
             target = self.pinned_layer
+        elif allowed is not None:
+            target = max((x for x in flowing if x <= allowed), default=min(flowing))
         else:
             target = max(flowing)
         if target != self.target_layer:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sfu import h264, vp8
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 KEYFRAME_REQUEST_INTERVAL = 0.5
 # A layer counts as flowing while packets arrived within this window.
 LAYER_IDLE_AFTER = 1.0
-# Bitrate meter window.
-RATE_WINDOW = 1.0
+# Bitrate meter: a sliding window of RATE_BUCKETS buckets. 2 s spans a keyframe interval of most encoders,
+# so one keyframe does not swing a layer's measured rate by more than the allocator's 15 % dead-band.
+RATE_BUCKET = 0.25
+RATE_BUCKETS = 8
 
 
 class KeyframeMethod(enum.Enum):
@@ -53,10 +56,13 @@ class RecvStream:
     last_keyframe_request: float = -1e9
     packets: int = 0
     bytes: int = 0
-    # Bitrate meter: bytes in the current window and the rate of the previous one.
-    window_start: float = 0.0
-    window_bytes: int = 0
+    # Bitrate meter: bytes in the current bucket (ends at bucket_end), completed buckets, and their rate.
+    bucket_end: float = 0.0
+    bucket_bytes: int = 0
+    buckets: deque[int] = field(default_factory=lambda: deque(maxlen=RATE_BUCKETS))
     bitrate_bps: float = 0.0
+    # Since when the layer has been flowing without a gap of LAYER_IDLE_AFTER (None: not flowing).
+    flowing_since: float | None = None
     # For receiver reports (RFC 3550 appendix A.3 and A.8).
     base_ext_seq: int | None = None
     max_ext_seq: int = -1
@@ -69,6 +75,24 @@ class RecvStream:
 
     def flowing(self, now: float) -> bool:
         return now - self.last_arrival < LAYER_IDLE_AFTER
+
+    def measure(self, now: float) -> float:
+        """Close the buckets that have ended by `now` and return the rate over the window (bits/s).
+
+        Called once per bucket from the ingress path and by adaptation on its timer (a layer that stopped
+        decays to 0 even without packets).
+        """
+        if now >= self.bucket_end:
+            buckets = self.buckets
+            if self.bucket_end > 0.0:
+                buckets.append(self.bucket_bytes)
+                # Buckets that passed without a packet.
+                for _ in range(min(RATE_BUCKETS, int((now - self.bucket_end) / RATE_BUCKET))):
+                    buckets.append(0)
+                self.bitrate_bps = sum(buckets) * 8.0 / (len(buckets) * RATE_BUCKET)
+            self.bucket_bytes = 0
+            self.bucket_end = now + RATE_BUCKET
+        return self.bitrate_bps
 
 
 def _keyframe_detector(codec: Codec) -> Callable[[bytes | memoryview], bool] | None:
@@ -187,12 +211,11 @@ class Producer:
         size = len(pkt.data)
         stream.packets += 1
         stream.bytes += size
-        if now - stream.window_start >= RATE_WINDOW:
-            elapsed = now - stream.window_start
-            stream.bitrate_bps = stream.window_bytes * 8 / elapsed if elapsed < 2 * RATE_WINDOW else 0.0
-            stream.window_start = now
-            stream.window_bytes = 0
-        stream.window_bytes += size
+        if now >= stream.bucket_end:
+            stream.measure(now)
+        stream.bucket_bytes += size
+        if now - stream.last_arrival >= LAYER_IDLE_AFTER:
+            stream.flowing_since = now  # (re)started after a gap
         if not is_rtx:
             self._update_receive_stats(stream, ext_seq, pkt.ts, now)
             stream.nack.on_packet(ext_seq, now=now, is_keyframe=keyframe)

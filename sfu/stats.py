@@ -50,6 +50,13 @@ class MediaStats:
     firs_received: int = 0
     ice_failures: int = 0
     dtls_failures: int = 0
+    # Downlink adaptation (sfu/downlink.py), summed over subscribers.
+    audio_only_entered: int = 0
+    audio_only_exited: int = 0
+    probes_sent: int = 0  # clusters
+    probes_succeeded: int = 0
+    probes_failed: int = 0
+    layer_switches: int = 0  # adaptation changed a subscriber's layer
 
     def drop(self, reason: DropReason, n: int = 1) -> None:
         self.drops[reason] += n

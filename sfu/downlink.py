@@ -1,0 +1,242 @@
+"""One subscriber connection's downlink adaptation: `adaptation.DownlinkController` applied to real consumers.
+
+The connection's tick hands us the `PacketResult`s parsed from the subscriber's transport-wide feedback and
+calls us about every 100 ms; we measure what each consumed producer brings in, let the controller decide,
+and apply its `Decision`: a layer per video consumer, pause/resume with `PauseReason.BANDWIDTH`, and probe
+clusters sent as padding-only RTX packets at the prober's spacing (the I/O shell wakes us for each one via
+`probe_due_at`). Audio consumers are never touched. Nothing here runs per forwarded packet.
+
+Until the subscriber's first transport-cc feedback arrives the adapter stays disengaged, so a client that
+does not send feedback (aiortc answers with REMB only) keeps the plain "highest flowing layer" policy
+instead of being judged on an estimate nothing feeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from adaptation import (
+    AudioOnlyEntered,
+    CongestionState,
+    ControllerConfig,
+    Decision,
+    DownlinkController,
+    LayerState,
+    ProbeCluster,
+    VideoResumed,
+    VideoTrack,
+)
+from adaptation.allocator import PauseReason as AllocPause
+from adaptation.prober import ProberConfig
+from sfu.consumer import Consumer, PauseReason
+from sfu.params import MediaKind
+from sfu.stats import MediaStats
+
+if TYPE_CHECKING:
+    from adaptation.types import PacketResult
+
+# adaptation/controller.py: `on_timer` about every 100 ms.
+ADAPT_INTERVAL = 0.1
+
+# A 15 ms cluster (libwebrtc's minimum) fits in the token bucket of a shaped link and proves room that is
+# not there; a wrong return from audio-only is a visible flap. 100 ms is libwebrtc's newer initial probe
+# duration (research/congestion.md section 2.1); LiveKit probes for 200 ms and longer.
+LIVE_CONFIG = ControllerConfig(prober=ProberConfig(min_duration_s=0.1))
+
+
+class DownlinkListener(Protocol):
+    """What signalling hears about one subscriber connection as a whole."""
+
+    def on_audio_only(self, active: bool, reason: str) -> None: ...
+
+
+@dataclass
+class DownlinkSnapshot:
+    """Per-subscriber state for metrics."""
+
+    estimate_bps: float
+    state: CongestionState
+    audio_only: bool
+    audio_only_s: float
+    layer_switches: int
+    engaged: bool
+
+
+@dataclass
+class _Probe:
+    cluster: ProbeCluster
+    started: float
+    packets: int = 0
+    bytes: int = 0
+
+
+class DownlinkAdapter:
+    """Owns the `DownlinkController` of one subscriber connection and applies its decisions."""
+
+    def __init__(
+        self,
+        consumers: dict[str, Consumer],
+        *,
+        stats: MediaStats,
+        config: ControllerConfig = LIVE_CONFIG,
+        listener: DownlinkListener | None = None,
+    ) -> None:
+        self.controller = DownlinkController(config)
+        self.listener = listener
+        self._consumers = consumers  # the connection's own table, by consumer id
+        self._stats = stats
+        self.engaged = False
+        self.estimate_bps = config.estimator.aimd.start_bps
+        self.state = CongestionState.NORMAL
+        self.audio_only = False
+        self._audio_only_since: float | None = None
+        self._audio_only_total = 0.0
+        self.layer_switches = 0
+        self._next_timer = 0.0
+        self._probe: _Probe | None = None
+        # Until the first probe result the estimate is only the configured start value: a track it cannot
+        # fit keeps its lowest layer (the controller probes at once) instead of pausing at every join.
+        self._starting = True
+        self.last_decision: Decision | None = None
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def tick(self, results: list[PacketResult], *, now: float) -> None:
+        """Called by the connection's tick with the feedback results gathered since the last call."""
+        if results:
+            if not self.engaged:
+                self.engaged = True
+                self._set_media(now)
+            self._apply(self.controller.on_feedback(results, now=now), now)
+        if self.engaged and now >= self._next_timer:
+            self._next_timer = now + ADAPT_INTERVAL
+            self._set_media(now)
+            self._apply(self.controller.on_timer(now=now), now)
+
+    def _set_media(self, now: float) -> None:
+        audio = 0.0
+        tracks: list[VideoTrack] = []
+        for consumer in self._consumers.values():
+            if consumer.closed or consumer.pause_reason not in (PauseReason.NONE, PauseReason.BANDWIDTH):
+                continue  # held or muted streams send nothing and are not ours to resume
+            streams = consumer.producer.streams
+            if consumer.kind is MediaKind.AUDIO:
+                audio += sum(s.measure(now) for s in streams)
+                continue
+            pinned = consumer.pinned_layer
+            layers = tuple(
+                LayerState(
+                    s.measure(now),
+                    s.flowing_since if s.flowing(now) and (pinned is None or pinned == i) else None,
+                )
+                for i, s in enumerate(streams)
+            )
+            tracks.append(VideoTrack(consumer.id, layers))
+        self.controller.set_media(audio, tracks)
+
+    # -- applying a decision -----------------------------------------------------------------------
+
+    def _apply(self, decision: Decision, now: float) -> None:
+        self.last_decision = decision
+        self.estimate_bps = decision.target_bps
+        self.state = decision.state
+        stats = self._stats
+        consumers = self._consumers
+        for track in decision.allocation.tracks:
+            consumer = consumers.get(track.track_id)
+            if consumer is None or consumer.closed:
+                continue
+            layer = track.layer
+            if track.paused is AllocPause.INSUFFICIENT_BANDWIDTH and self._starting:
+                layer = 0
+            elif track.paused in (AllocPause.INSUFFICIENT_BANDWIDTH, AllocPause.AUDIO_ONLY):
+                if consumer.pause_reason is PauseReason.NONE:
+                    consumer.set_paused(PauseReason.BANDWIDTH)
+                continue
+            if consumer.pause_reason is PauseReason.BANDWIDTH:
+                consumer.set_paused(PauseReason.NONE)
+                consumer.request_keyframe(now=now)  # resuming waits for a keyframe
+            if layer is not None and layer != consumer.adapted_layer:
+                if consumer.adapted_layer is not None:
+                    self.layer_switches += 1
+                    stats.layer_switches += 1
+                consumer.set_adapted_layer(layer, now=now)
+        for event in decision.events:
+            if isinstance(event, AudioOnlyEntered):
+                self._starting = False
+                self._set_audio_only(True, event.reason.value, now)
+            elif isinstance(event, VideoResumed):
+                self._set_audio_only(False, event.reason.value, now)
+        result = decision.probe_result
+        if result is not None:
+            self._starting = False
+            if result.succeeded:
+                stats.probes_succeeded += 1
+            else:
+                stats.probes_failed += 1
+        if decision.probe is not None:
+            self._probe = _Probe(decision.probe, now)
+            stats.probes_sent += 1
+
+    def _set_audio_only(self, active: bool, reason: str, now: float) -> None:
+        if active == self.audio_only:
+            return
+        self.audio_only = active
+        if active:
+            self._audio_only_since = now
+            self._stats.audio_only_entered += 1
+        else:
+            if self._audio_only_since is not None:
+                self._audio_only_total += now - self._audio_only_since
+            self._audio_only_since = None
+            self._stats.audio_only_exited += 1
+        if self.listener is not None:
+            self.listener.on_audio_only(active, reason)
+
+    # -- probes ------------------------------------------------------------------------------------
+
+    @property
+    def probe_due_at(self) -> float | None:
+        """When the next probe packet should leave (None: no cluster in progress)."""
+        p = self._probe
+        if p is None:
+            return None
+        return p.started + p.bytes * 8.0 / p.cluster.target_bps
+
+    def send_probes(self, *, now: float) -> float | None:
+        """Send the cluster's packets that are due by `now`; returns when the next one is due."""
+        p = self._probe
+        if p is None:
+            return None
+        carrier = self._carrier()
+        if carrier is None:
+            self._probe = None  # nothing can carry padding: the prober times the cluster out
+            return None
+        c = p.cluster
+        while p.packets < c.min_packets or p.bytes < c.min_bytes:
+            due = p.started + p.bytes * 8.0 / c.target_bps
+            if due > now:
+                return due
+            size = carrier.send_padding(c.packet_size, c.cluster_id, now=now)
+            self.controller.on_probe_sent(c.cluster_id, size, now=now)
+            p.packets += 1
+            p.bytes += size
+        self._probe = None
+        return None
+
+    def _carrier(self) -> Consumer | None:
+        """A video consumer with RTX to carry padding; a paused one is as good as any (RTX is separate)."""
+        for consumer in self._consumers.values():
+            if consumer.kind is MediaKind.VIDEO and consumer.can_pad:
+                return consumer
+        return None
+
+    # -- metrics -----------------------------------------------------------------------------------
+
+    def snapshot(self, *, now: float) -> DownlinkSnapshot:
+        total = self._audio_only_total
+        if self._audio_only_since is not None:
+            total += now - self._audio_only_since
+        return DownlinkSnapshot(self.estimate_bps, self.state, self.audio_only, total, self.layer_switches,
+                                self.engaged)
