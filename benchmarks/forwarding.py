@@ -43,6 +43,7 @@ HOST = "127.0.0.1"
 @dataclass
 class Result:
     subscribers: int
+    rooms: int
     seconds: float
     ingress_pps: float
     egress_pps: float
@@ -75,7 +76,7 @@ async def scrape(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
     return metric_sum(text, "confidant_packets_forwarded"), metric_sum(text, "confidant_packets_received")
 
 
-async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int) -> Result:
+async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, rooms: int = 1) -> Result:
     http_port, udp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     env = dict(os.environ, CONFIDANT_API_KEY=API_KEY, CONFIDANT_API_SECRET=API_SECRET,
                CONFIDANT_MAX_OBSERVERS=str(max_observers), CONFIDANT_LOG_LEVEL="warning",
@@ -97,34 +98,37 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int) 
         auth = {"Authorization": f"Bearer {API_KEY}:{API_SECRET}"}
         clip = load_clip()
         async with aiohttp.ClientSession(headers=auth) as http:
-            async with http.post(f"{base}/v1/rooms", json={"kind": "family", "max_observers": max(0, n - 6)}) as r:
-                room = await r.json()
-                assert r.status == 201, room
-
-            def token(pid: str, role: str) -> str:
-                return mint_token(api_key=API_KEY, api_secret=API_SECRET, room_id=room["id"], participant_id=pid,
-                                  role=role)
-
             ws = f"ws://{HOST}:{http_port}/ws"
-            publisher = ReplaySession(ws, token("pub", "therapist"), clip, host=HOST, publish=True)
-            sessions.append(publisher)
-            await publisher.start()
-            for i in range(n):
-                # Clients first (a family room holds six), then observers, none of them publishing.
-                role = "client" if i < 6 else "observer"
-                sub = ReplaySession(ws, token(f"sub{i}", role), clip, host=HOST, publish=False)
-                sessions.append(sub)
-                await sub.start()
-            await asyncio.gather(*(asyncio.wait_for(s.subscribed.wait(), 10) for s in sessions[1:]))
+            subscribers: list[ReplaySession] = []
+            for _ in range(rooms):
+                async with http.post(f"{base}/v1/rooms", json={"kind": "family", "max_observers": max(0, n - 6)}) as r:
+                    room = await r.json()
+                    assert r.status == 201, room
+
+                def token(pid: str, role: str, room_id: str = room["id"]) -> str:
+                    return mint_token(api_key=API_KEY, api_secret=API_SECRET, room_id=room_id, participant_id=pid,
+                                      role=role)
+
+                publisher = ReplaySession(ws, token("pub", "therapist"), clip, host=HOST, publish=True)
+                sessions.append(publisher)
+                await publisher.start()
+                for i in range(n):
+                    # Clients first (a family room holds six), then observers, none of them publishing.
+                    role = "client" if i < 6 else "observer"
+                    sub = ReplaySession(ws, token(f"sub{i}", role), clip, host=HOST, publish=False)
+                    sessions.append(sub)
+                    subscribers.append(sub)
+                    await sub.start()
+            await asyncio.gather(*(asyncio.wait_for(s.subscribed.wait(), 10) for s in subscribers))
             await asyncio.sleep(warmup)
             cpu0 = sum(proc.cpu_times()[:2])
             fwd0, rcv0 = await scrape(http, base)
-            got0 = [s.media.totals() for s in sessions[1:]]
+            got0 = [s.media.totals() for s in subscribers]
             t0 = time.monotonic()
             await asyncio.sleep(seconds)
             cpu1 = sum(proc.cpu_times()[:2])
             fwd1, rcv1 = await scrape(http, base)
-            got1 = [s.media.totals() for s in sessions[1:]]
+            got1 = [s.media.totals() for s in subscribers]
             elapsed = time.monotonic() - t0
             rss = proc.memory_info().rss / 1e6
         cpu = cpu1 - cpu0
@@ -132,7 +136,7 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int) 
         delivered = sum(b["packets"] - a["packets"] for a, b in zip(got0, got1))
         lost = sum(b["lost"] - a["lost"] for a, b in zip(got0, got1))
         return Result(
-            subscribers=n, seconds=round(elapsed, 2), ingress_pps=round(ingress / elapsed, 1),
+            subscribers=n, rooms=rooms, seconds=round(elapsed, 2), ingress_pps=round(ingress / elapsed, 1),
             egress_pps=round(egress / elapsed, 1), server_cpu_fraction=round(cpu / elapsed, 4),
             us_per_egress_packet=round(cpu / egress * 1e6, 2) if egress else float("nan"),
             us_per_ingress_packet=round(cpu / ingress * 1e6, 2) if ingress else float("nan"),
@@ -154,19 +158,20 @@ def main() -> None:
     parser.add_argument("-n", "--subscribers", type=int, action="append", help="N (repeatable); default 1 4 10")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--rooms", type=int, default=1, help="rooms, each with one publisher and N subscribers")
     parser.add_argument("--json", action="store_true", help="one JSON object per N")
     args = parser.parse_args()
     ns = args.subscribers or [1, 4, 10]
-    results = [asyncio.run(run_one(n, warmup=args.warmup, seconds=args.seconds, max_observers=max(ns)))
-               for n in ns]
+    results = [asyncio.run(run_one(n, warmup=args.warmup, seconds=args.seconds, max_observers=max(ns),
+                                   rooms=args.rooms)) for n in ns]
     if args.json:
         for r in results:
             print(json.dumps(asdict(r)))
         return
-    print(f"{'N':>3} {'ingress pps':>11} {'egress pps':>10} {'server CPU':>10} {'us/egress':>9} "
+    print(f"{'N':>3} {'rooms':>5} {'ingress pps':>11} {'egress pps':>10} {'server CPU':>10} {'us/egress':>9} "
           f"{'us/ingress':>10} {'sub loss':>8} {'RSS MB':>7}")
     for r in results:
-        print(f"{r.subscribers:>3} {r.ingress_pps:>11.0f} {r.egress_pps:>10.0f} {r.server_cpu_fraction:>9.1%} "
+        print(f"{r.subscribers:>3} {r.rooms:>5} {r.ingress_pps:>11.0f} {r.egress_pps:>10.0f} {r.server_cpu_fraction:>9.1%} "
               f"{r.us_per_egress_packet:>9.1f} {r.us_per_ingress_packet:>10.1f} {r.subscriber_loss_fraction:>8.2%} "
               f"{r.rss_mb:>7.1f}")
 
