@@ -22,6 +22,7 @@ from sfu.transport import TransportState
 from signalling import keys
 from signalling.config import Config
 from signalling.hub import Hub
+from signalling.media_events import DownlinkEvents, TrackEvents
 from signalling.rooms import Room, RoomError
 from signalling.sdp import PublishOffer, SdpError, parse_publish_offer, parse_subscribe_answer
 from signalling.sdp_writer import LocalTransport, SubscribeSlot, write_publish_answer, write_subscribe_offer
@@ -293,6 +294,7 @@ class Session:
         self.join_started = started
         if claims.grants.subscribe:
             self._sub = self.hub.media.create_transport(on_closed=lambda r: self._on_transport_closed("sub", r))
+            self.hub.media.connection_of(self._sub).downlink.listener = DownlinkEvents(self, self.hub)
         reply = {
             "type": "joined",
             "participant": {"id": claims.participant_id, "role": claims.role.value, "name": claims.name,
@@ -366,7 +368,8 @@ class Session:
         fresh: list[Consumer] = []
         for track_id, received in self._received.items():
             if received.consumer is None and track_id in answered and not received.producer.closed:
-                consumer = self.hub.router(self.room).add_consumer(self._sub, received.producer, received.params)
+                consumer = self.hub.router(self.room).add_consumer(self._sub, received.producer, received.params,
+                                                                 TrackEvents(self.send, track_id))
                 if received.pinned is not None:
                     consumer.pin_layer(received.pinned)
                 received.consumer = consumer
