@@ -2,7 +2,7 @@
 
 Two sources. Counters and gauges the media plane and the hub already keep are read at scrape time
 (`SessionCollector`, `MediaCollector`). Distributions over participants (link loss, jitter, RTT,
-bandwidth estimates) and derived counters (join latency, layer switches, audio-only transitions) come
+bandwidth estimates) and derived counters (join latency, audio-only seconds) come
 from `Monitor`, a sampler task that observes every subscriber link at a fixed interval into histograms,
 so that a scrape never depends on how often Prometheus scrapes and no series is ever per participant.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,18 +32,18 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from sfu.connection import Connection
-from sfu.consumer import Consumer, PauseReason
+from sfu.consumer import PauseReason
 from sfu.params import MediaKind
 from sfu.stats import DropReason, MediaStats
 from sfu.transport import TransportState
 from signalling import keys
 from signalling.hub import Hub, Peer
-from signalling.rooms import Room, RoomKind, RoomState
+from signalling.rooms import Member, Room, RoomKind, RoomState
 from signalling.session import Session
 from signalling.tokens import Role
 
 NAMESPACE = "confidant"
-PARTICIPANT_STATES = ("waiting", "connecting", "active", "reconnecting", "audio_only")
+PARTICIPANT_STATES = ("waiting", "connecting", "active", "on_hold", "reconnecting", "audio_only")
 
 # Bucket bounds sized for what matters on a call: loss around 1-10 %, jitter around 10-50 ms, RTT
 # up to the ~300 ms where conversation suffers, joins around the 1 s service level.
@@ -60,19 +59,24 @@ LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 def audio_only(connection: Connection) -> bool:
-    """A subscriber link is audio-only when adaptation paused every video consumer for bandwidth."""
+    """Whether downlink adaptation holds this subscriber link in audio-only fallback (or, before the
+    adapter exists, whether every video consumer is paused for bandwidth)."""
+    downlink = getattr(connection, "downlink", None)
+    if downlink is not None:
+        return bool(downlink.audio_only)
     video = [c for c in connection.consumers.values() if c.kind is MediaKind.VIDEO]
     return bool(video) and all(c.pause_reason is PauseReason.BANDWIDTH for c in video)
 
 
-def participant_state(room: Room, peer: Peer, hub: Hub) -> str:
-    """One of PARTICIPANT_STATES. Waiting and reconnecting come from the room's own member state when the
-    care-session work declares one (`Member.state`); the rest from the participant's transports."""
-    member = room.members.get(peer.participant_id)
+def participant_state(room: Room, member: Member, peer: Peer | None, hub: Hub) -> str:
+    """One of PARTICIPANT_STATES. Waiting, on hold and reconnecting come from the room's member state (care
+    sessions); connecting, active and audio-only from the participant's transports."""
     declared = getattr(member, "state", None)
     declared = getattr(declared, "value", declared)
-    if declared in ("waiting", "reconnecting"):
+    if declared in ("waiting", "reconnecting", "on_hold"):
         return str(declared)
+    if peer is None:
+        return "reconnecting"  # a member without a connection: its slot is kept for a reconnect
     if not isinstance(peer, Session):
         return "active"
     pub, sub = peer.media_transports
@@ -87,11 +91,11 @@ def participant_state(room: Room, peer: Peer, hub: Hub) -> str:
 
 def estimate_bps(connection: Connection) -> float | None:
     """The downlink bandwidth estimate adaptation keeps on the connection, once it is wired in."""
-    for name in ("estimate_bps", "bandwidth_estimate_bps", "estimated_bps"):
-        value = getattr(connection, name, None)
-        if isinstance(value, (int, float)) and value > 0:
-            return float(value)
-    return None
+    downlink = getattr(connection, "downlink", None)
+    if downlink is None or not getattr(downlink, "engaged", True):
+        return None  # not a subscriber link yet, or only the configured start value
+    value = getattr(downlink, "estimate_bps", None)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 # -- scrape-time collectors -------------------------------------------------------------------------------
@@ -110,10 +114,11 @@ class SessionCollector(Collector):
         for kind in RoomKind:
             rooms.add_metric([kind.value], sum(1 for r in open_rooms if r.kind is kind))
         counts = {(role.value, state): 0 for role in Role for state in PARTICIPANT_STATES}
-        for room, peer in self.hub.peers():
-            member = room.members.get(peer.participant_id)
-            if member is not None:
-                key = (member.role.value, participant_state(room, peer, self.hub))
+        peers = {(room.id, peer.participant_id): peer for room, peer in self.hub.peers()}
+        for room in open_rooms:
+            for member in room.members.values():
+                key = (member.role.value, participant_state(room, member, peers.get((room.id, member.participant_id)),
+                                                            self.hub))
                 counts[key] = counts.get(key, 0) + 1
         for (role, state), n in counts.items():
             people.add_metric([role, state], n)
@@ -171,6 +176,21 @@ class MediaCollector(Collector):
             ("dtls_failures", "DTLS handshakes that failed"),
         ):
             yield CounterMetricFamily(f"confidant_{attr}", doc, value=getattr(s, attr))
+        # Downlink adaptation (sfu/downlink.py); read with defaults so a media plane without it still scrapes.
+        yield CounterMetricFamily("confidant_layer_switches", "Layer changes adaptation made on subscriber tracks",
+                                  value=getattr(s, "layer_switches", 0))
+        transitions = CounterMetricFamily("confidant_audio_only_transitions",
+                                          "Subscribers entering or leaving audio-only fallback", labels=["direction"])
+        transitions.add_metric(["enter"], getattr(s, "audio_only_entered", 0))
+        transitions.add_metric(["exit"], getattr(s, "audio_only_exited", 0))
+        yield transitions
+        yield CounterMetricFamily("confidant_probe_clusters_sent", "Bandwidth probe clusters sent to subscribers",
+                                  value=getattr(s, "probes_sent", 0))
+        probes = CounterMetricFamily("confidant_probe_clusters_finished", "Bandwidth probes by outcome",
+                                     labels=["result"])
+        probes.add_metric(["succeeded"], getattr(s, "probes_succeeded", 0))
+        probes.add_metric(["failed"], getattr(s, "probes_failed", 0))
+        yield probes
         for direction, pli, fir, doc in (
             ("sent", s.plis_sent, s.firs_sent, "Keyframe requests sent to publishers, by method"),
             ("received", s.plis_received, s.firs_received, "Keyframe requests received from subscribers, by method"),
@@ -200,7 +220,7 @@ class Monitor:
     """Samples participants and links into histograms and derived counters on fixed intervals."""
 
     JOIN_INTERVAL = 0.025  # join latency resolution
-    STATE_INTERVAL = 1.0  # audio-only seconds, layer switches, event-loop lag
+    STATE_INTERVAL = 1.0  # audio-only seconds, event-loop lag
     LINK_INTERVAL = 5.0  # one observation per subscriber link per interval
 
     def __init__(self, hub: Hub, registry: CollectorRegistry) -> None:
@@ -226,21 +246,12 @@ class Monitor:
         self.bandwidth_total = Gauge("subscriber_bandwidth_estimate_sum_bytes_per_second",
                                      "Sum of every subscriber's downlink estimate", namespace=NAMESPACE,
                                      registry=reg)
-        self.layer_switches = Counter("layer_switches", "Simulcast layer switches on subscriber tracks",
-                                      namespace=NAMESPACE, registry=reg)
-        self.audio_only_transitions = Counter(
-            "audio_only_transitions", "Subscribers entering or leaving audio-only fallback",
-            ["direction"], namespace=NAMESPACE, registry=reg)
-        for direction in ("enter", "exit"):
-            self.audio_only_transitions.labels(direction)
         self.audio_only_seconds = Counter("audio_only_seconds", "Subscriber-seconds spent in audio-only fallback",
                                           namespace=NAMESPACE, registry=reg)
         self.loop_lag = Histogram("event_loop_lag_seconds", "Event-loop lag: how late timers fire, sampled every "
                                   "second (worst of the monitor's own timer and the media tick)",
                                   namespace=NAMESPACE, buckets=LAG_BUCKETS, registry=reg)
         self._joins: dict[int, _JoinWatch] = {}
-        self._switches: weakref.WeakKeyDictionary[Consumer, int] = weakref.WeakKeyDictionary()
-        self._audio_only: weakref.WeakKeyDictionary[Connection, bool] = weakref.WeakKeyDictionary()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -294,22 +305,9 @@ class Monitor:
                 self.joins_without_media.inc()
 
     def sample_states(self, interval: float) -> None:
-        switches = 0
-        for connection in self.hub.media.connections:
-            for consumer in connection.consumers.values():
-                seen = self._switches.get(consumer, 0)
-                if consumer.layer_switches > seen:
-                    switches += consumer.layer_switches - seen
-                    self._switches[consumer] = consumer.layer_switches
-            now_audio_only = audio_only(connection)
-            was = self._audio_only.get(connection, False)
-            if now_audio_only != was:
-                self.audio_only_transitions.labels("enter" if now_audio_only else "exit").inc()
-                self._audio_only[connection] = now_audio_only
-            if now_audio_only:
-                self.audio_only_seconds.inc(interval)
-        if switches:
-            self.layer_switches.inc(switches)
+        held = sum(1 for connection in self.hub.media.connections if audio_only(connection))
+        if held:
+            self.audio_only_seconds.inc(held * interval)
 
     def sample_links(self) -> None:
         total = 0.0
