@@ -362,54 +362,49 @@ class EgressWriter:
         return self._header(False, seq, ts, tcc_seq, None, True) + bytes(size - 1) + bytes((size,))
 
 
-class SeqUnwrapper:
-    """16-bit sequence numbers -> monotonic extended ints, tolerant to reordering (RFC 3550 appendix A.1).
+class _Unwrapper:
+    """Wire counters of `bits` bits -> monotonic extended ints, tolerant to reordering (RFC 3550 appendix A.1).
 
     The first value is returned as is; a late packet from before it may unwrap below it (even negative).
     """
 
-    __slots__ = ("_last",)
+    __slots__ = ("_half", "_last", "_mask")
 
-    def __init__(self) -> None:
+    def __init__(self, bits: int) -> None:
+        self._mask = (1 << bits) - 1
+        self._half = 1 << (bits - 1)
         self._last: int | None = None
 
     @property
     def highest(self) -> int | None:
         return self._last
 
-    def unwrap(self, seq: int) -> int:
+    def unwrap(self, value: int) -> int:
         last = self._last
         if last is None:
-            self._last = seq
-            return seq
-        delta = (seq - last) & 0xFFFF
-        if delta >= 0x8000:
-            return last + delta - 0x10000
+            self._last = value
+            return value
+        delta = (value - last) & self._mask
+        if delta >= self._half:
+            return last + delta - self._mask - 1
         ext = last + delta
         self._last = ext
         return ext
 
 
-class TsUnwrapper:
-    """32-bit RTP timestamps -> monotonic extended ints, tolerant to reordering."""
+class SeqUnwrapper(_Unwrapper):
+    """16-bit RTP sequence numbers."""
 
-    __slots__ = ("_last",)
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._last: int | None = None
+        super().__init__(16)
 
-    @property
-    def highest(self) -> int | None:
-        return self._last
 
-    def unwrap(self, ts: int) -> int:
-        last = self._last
-        if last is None:
-            self._last = ts
-            return ts
-        delta = (ts - last) & 0xFFFFFFFF
-        if delta >= 0x80000000:
-            return last + delta - 0x100000000
-        ext = last + delta
-        self._last = ext
-        return ext
+class TsUnwrapper(_Unwrapper):
+    """32-bit RTP timestamps."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(32)

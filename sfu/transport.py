@@ -198,24 +198,12 @@ class WebRtcTransport:
 
     def send_rtp(self, packet: bytes) -> bool:
         """Protect one RTP packet and send it to the nominated address. False (and a counted drop) if not."""
-        protect = self._protect
-        if protect is None:
-            self._drops[_NOT_CONNECTED] += 1
-            return False
-        try:
-            data = protect(packet)
-        except SRTP_ERRORS:
-            self._drops[_PROTECT_FAILED] += 1
-            return False
-        try:
-            self._send(data, self.remote_address)  # type: ignore[arg-type]  # set whenever _protect is
-        except OSError:
-            self._drops[_SEND_FAILED] += 1
-            return False
-        return True
+        return self._send_protected(packet, self._protect)
 
     def send_rtcp(self, packet: bytes) -> bool:
-        protect = self._protect_rtcp
+        return self._send_protected(packet, self._protect_rtcp)
+
+    def _send_protected(self, packet: bytes, protect: Callable[[bytes], bytes] | None) -> bool:
         if protect is None:
             self._drops[_NOT_CONNECTED] += 1
             return False
