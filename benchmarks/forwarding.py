@@ -101,7 +101,8 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, 
             ws = f"ws://{HOST}:{http_port}/ws"
             subscribers: list[ReplaySession] = []
             for _ in range(rooms):
-                async with http.post(f"{base}/v1/rooms", json={"kind": "family", "max_observers": max(0, n - 6)}) as r:
+                async with http.post(f"{base}/v1/rooms", json={"kind": "family", "max_observers": max(0, n - 6),
+                                                                  "waiting_room": False}) as r:
                     room = await r.json()
                     assert r.status == 201, room
 

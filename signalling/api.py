@@ -80,10 +80,13 @@ def room_json(room: Room) -> dict[str, Any]:
         "state": room.state.value,
         "max_observers": room.max_observers,
         "capacity": {role.value: n for role, n in room.capacity.items()},
+        "waiting_room": room.waiting_room,
+        "locked": room.locked,
         "created_at": room.created_at,
         "ended_at": room.ended_at,
+        "admitted": {role.value: n for role, n in room.admitted.items()},  # counts; all an ended room keeps
         "participants": [  # names stay out of the platform API: it knows them already
-            {"id": m.participant_id, "role": m.role.value,
+            {"id": m.participant_id, "role": m.role.value, "state": m.state.value,
              "tracks": [{"id": t.id, "kind": t.kind} for t in m.tracks.values()]}
             for m in room.members.values()
         ],
@@ -98,11 +101,14 @@ async def create_room(request: web.Request) -> web.Response:
     except ValueError:
         raise RoomError("bad_request", "kind must be individual, couples or family") from None
     room_id, observers = body.get("id"), body.get("max_observers", DEFAULT_OBSERVERS)
+    waiting_room = body.get("waiting_room", True)
+    if not isinstance(waiting_room, bool):
+        raise RoomError("bad_request", "waiting_room must be a boolean")
     if room_id is not None and not isinstance(room_id, str):
         raise RoomError("bad_request", "id must be a string")
     if not isinstance(observers, int) or isinstance(observers, bool):
         raise RoomError("bad_request", "max_observers must be an integer")
-    room = hub.create_room(kind, room_id=room_id, max_observers=observers)
+    room = hub.create_room(kind, room_id=room_id, max_observers=observers, waiting_room=waiting_room)
     return web.json_response(room_json(room), status=201)
 
 

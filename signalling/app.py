@@ -23,7 +23,8 @@ def create_app(config: Config, *, rng: random.Random | None = None) -> web.Appli
     """Build the app; the media server starts with the app and closes with it."""
     media = MediaServer(MediaConfig(host=config.udp_host, port=config.udp_port,
                                     announced_ips=config.announced_ips, consent_timeout=config.consent_timeout))
-    hub = Hub(media, grace=config.room_grace, rng=rng, observer_limit=config.max_observers)
+    hub = Hub(media, grace=config.room_grace, rng=rng, observer_limit=config.max_observers,
+              reconnect_grace=config.reconnect_grace)
     drain = Drain()
     app = web.Application(middlewares=[drain_middleware, api.auth_middleware], client_max_size=api.MAX_BODY)
     app[keys.CONFIG] = config

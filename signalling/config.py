@@ -35,6 +35,7 @@ class Config:
     room_grace: float = 3600.0  # how long an ended room is remembered (late joiners get room_ended)
     max_observers: int = 2  # the most observers a room may allow (its own `max_observers` is set at creation)
     join_timeout: float = 10.0  # a WebSocket must send `join` within this many seconds
+    reconnect_grace: float = 30.0  # a dropped participant keeps their place this long (care sessions)
     drain_timeout: float = 300.0  # after SIGTERM, sessions may continue this many seconds before the exit
     log_level: str = "info"
     log_format: str = "json"  # "json" (one object per line) or "kv" (key=value)
@@ -47,6 +48,8 @@ class Config:
                 raise ConfigError(f"{name} must be 0..65535")
         if self.drain_timeout < 0:
             raise ConfigError("drain_timeout must not be negative")
+        if self.reconnect_grace < 0:
+            raise ConfigError("reconnect_grace must not be negative")
         if self.token_max_ttl <= 0:
             raise ConfigError("token_max_ttl must be positive")
         if self.log_format not in ("json", "kv"):

@@ -19,10 +19,11 @@ from aiohttp import WSMsgType, web
 
 from sfu.params import ConsumerParams, MediaKind
 from sfu.transport import TransportState
-from signalling import keys
+from signalling import care, keys
 from signalling.config import Config
 from signalling.hub import Hub
 from signalling.media_events import DownlinkEvents, TrackEvents
+from signalling.quality import LinkStats
 from signalling.rooms import Room, RoomError
 from signalling.sdp import PublishOffer, SdpError, parse_publish_offer, parse_subscribe_answer
 from signalling.sdp_writer import LocalTransport, SubscribeSlot, write_publish_answer, write_subscribe_offer
@@ -40,7 +41,8 @@ HARD_FRAME_LIMIT = 1024 * 1024  # aiohttp closes with 1009 by itself above this
 OUTBOX_LIMIT = 1000
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1008, 1009
 CLOSE_REPLACED, CLOSE_ROOM_ENDED, CLOSE_TRANSPORT = 4000, 4001, 4002
-JOIN_ERRORS = {"invalid_token", "token_expired", "wrong_room", "room_not_found", "room_full", "room_ended"}
+JOIN_ERRORS = {"invalid_token", "token_expired", "wrong_room", "room_not_found", "room_full", "room_ended",
+               "room_locked", "removed"}
 
 
 class ProtocolError(Exception):
@@ -65,6 +67,7 @@ class _Received:
     slot_index: int
     params: ConsumerParams
     producer: Producer
+    publisher_id: str
     consumer: Consumer | None = None
     pinned: int | None = None
 
@@ -118,8 +121,18 @@ class Session:
         mid = str(len(self._slots))
         params = replace(params, mid=mid)
         self._slots.append(SubscribeSlot(mid, params.kind, params, publisher_id, track_id))
-        self._received[track_id] = _Received(len(self._slots) - 1, params, producer)
+        self._received[track_id] = _Received(len(self._slots) - 1, params, producer, publisher_id)
         self._renegotiate()
+
+    def refresh_pauses(self) -> None:
+        for received in self._received.values():
+            if received.consumer is not None and not received.consumer.closed:
+                self._apply_care_pause(received)
+
+    def _apply_care_pause(self, received: _Received) -> None:
+        assert received.consumer is not None and self.room is not None
+        care.apply_pause(received.consumer, self.hub.pause_for(self.room, self.participant_id,
+                                                               received.publisher_id, received.params.kind))
 
     def remove_consumer(self, track_id: str) -> None:
         received = self._received.pop(track_id, None)
@@ -240,7 +253,10 @@ class Session:
         for task in list(self._tasks):
             task.cancel()
         if self.claims is not None:
-            self.hub.leave(self, reason)
+            if reason == "left":
+                self.hub.leave(self, reason)
+            else:  # dropped without `leave`: the participant may come back within the grace period
+                self.hub.disconnect(self, reason)
         for published in self._published.values():
             published.producer.close()
         self._published.clear()
@@ -261,7 +277,7 @@ class Session:
             self._pub = None
         else:
             self._sub = None
-        self.hub.leave(self, "transport_closed")
+        self.hub.disconnect(self, "transport_closed")
         self.claims = None
         self.terminate(CLOSE_TRANSPORT, None, "media transport closed")
 
@@ -287,7 +303,7 @@ class Session:
             raise ProtocolError("wrong_room", "the token is for another room")
         self.participant_id = claims.participant_id
         try:
-            room = self.hub.join(self, claims)
+            room = self.hub.join(self, claims, token_id=care.token_id(token))
         except RoomError as exc:
             raise ProtocolError(exc.code, exc.message) from None
         self.claims, self.room = claims, room
@@ -295,24 +311,51 @@ class Session:
         if claims.grants.subscribe:
             self._sub = self.hub.media.create_transport(on_closed=lambda r: self._on_transport_closed("sub", r))
             self.hub.media.connection_of(self._sub).downlink.listener = DownlinkEvents(self, self.hub)
-        reply = {
+        member = room.members[claims.participant_id]
+        reply: dict[str, Any] = {
             "type": "joined",
             "participant": {"id": claims.participant_id, "role": claims.role.value, "name": claims.name,
                             "can_publish": room.can_publish(claims.participant_id),
-                            "can_subscribe": claims.grants.subscribe},
-            "room": {"id": room.id, "kind": room.kind.value,
-                     "participants": self.hub.room_view(room, exclude=claims.participant_id)},
+                            "can_subscribe": claims.grants.subscribe, "state": member.state.value,
+                            "audio_muted": member.audio_muted},
+            "room": self.hub.room_info(room, claims.participant_id) if room.in_session(claims.participant_id)
+            else {"id": room.id, "kind": room.kind.value, "participants": []},  # waiting: nothing about others
         }
         if message.get("id") is not None:
             reply["id"] = message["id"]
         self.send(reply)  # sent here so that it precedes the first subscribe offer
         if self._sub is not None:
             self.hub.subscribe_existing(self, room)
+        self._spawn(care.QualityReporter(self.hub, room, self, self._link_stats).run())
+
+    def _link_stats(self) -> LinkStats | None:
+        """None until a media transport is up: before that there is nothing to measure."""
+        if not any(t is not None and t.state is TransportState.CONNECTED for t in (self._sub, self._pub)):
+            return None
+        consumers = [r.consumer for r in self._received.values() if r.consumer is not None]
+        connection = None
+        for transport in (self._sub, self._pub):
+            if transport is not None and connection is None:
+                with contextlib.suppress(ValueError):
+                    connection = self.hub.media.connection_of(transport)
+        rtt = connection.rtt_s if connection is not None else None
+        audio_only = bool(getattr(getattr(connection, "downlink", None), "audio_only", False))
+        return care.link_stats(consumers, rtt, audio_only)
+
+    def on_control(self, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.room is not None
+        try:
+            self.hub.control(self, self.room, str(message["type"]), message)
+        except RoomError as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+        return {"type": "ok"}
 
     def on_publish(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self.room is not None
         if not self.room.can_publish(self.participant_id):
             raise ProtocolError("permission_denied", "this participant may not publish")
+        if not self.room.in_session(self.participant_id):
+            raise ProtocolError("not_admitted", "wait until the therapist admits you (event `admitted`)")
         sdp, codec = message.get("sdp"), message.get("video_codec", "VP8")
         if not isinstance(sdp, str) or codec not in ("VP8", "H264"):
             raise ProtocolError("invalid_message", "publish needs sdp (string) and video_codec VP8|H264")
@@ -370,9 +413,10 @@ class Session:
             if received.consumer is None and track_id in answered and not received.producer.closed:
                 consumer = self.hub.router(self.room).add_consumer(self._sub, received.producer, received.params,
                                                                  TrackEvents(self.send, track_id))
+                received.consumer = consumer
+                self._apply_care_pause(received)  # before the first packet can be forwarded
                 if received.pinned is not None:
                     consumer.pin_layer(received.pinned)
-                received.consumer = consumer
                 if received.params.kind is MediaKind.VIDEO:
                     fresh.append(consumer)
         if self._sub.state is TransportState.CONNECTED:
@@ -471,6 +515,7 @@ _HANDLERS: dict[str, Any] = {
     "pin_layer": Session.on_pin_layer,
     "leave": Session.on_leave,
     "ping": Session.on_ping,
+    **{control: Session.on_control for control in care.CONTROLS},
 }
 
 

@@ -50,8 +50,8 @@ class ServerProcess:
                 raise AssertionError(f"{method} {path} -> {r.status} {data}")
             return data
 
-    async def create_room(self, kind: str) -> str:
-        room = await self.api("POST", "/v1/rooms", {"kind": kind})
+    async def create_room(self, kind: str, *, waiting_room: bool = True) -> str:
+        room = await self.api("POST", "/v1/rooms", {"kind": kind, "waiting_room": waiting_room})
         return str(room["id"])
 
     async def token(self, room_id: str, participant_id: str, role: str, name: str | None = None) -> str:

@@ -35,7 +35,8 @@ async def join_all(
 
 async def test_individual_session_two_browsers(server: ServerProcess, lab: BrowserLab) -> None:
     therapist, client = await join_all(
-        server, lab, await server.create_room("individual"), [("therapist", "Dr. Lee"), ("client", "Alex")]
+        server, lab, await server.create_room("individual", waiting_room=False),
+        [("therapist", "Dr. Lee"), ("client", "Alex")],
     )
     for me, other in ((therapist, client), (client, therapist)):
         await me.wait_remote(other.participant_id, "video")
@@ -54,7 +55,7 @@ async def test_individual_session_two_browsers(server: ServerProcess, lab: Brows
 
 async def test_simulcast_layer_pinning(server: ServerProcess, lab: BrowserLab) -> None:
     publisher, subscriber = await join_all(
-        server, lab, await server.create_room("individual"), [("therapist", "Pub"), ("client", "Sub")]
+        server, lab, await server.create_room("individual", waiting_room=False), [("therapist", "Pub"), ("client", "Sub")],
     )
     await subscriber.wait_remote(publisher.participant_id, "video")
     # Chrome starts the upper layers as its bandwidth estimate grows; wait until all three are encoded.
@@ -112,7 +113,7 @@ async def test_browser_on_a_1mbit_link_gets_audio_and_video(server: ServerProces
     therapist, client = await join_all(
         server,
         lab,
-        await server.create_room("individual"),
+        await server.create_room("individual", waiting_room=False),
         [("therapist", "Dr. Lee"), ("client", "Slow link")],
         nets={1: slow},
     )
@@ -128,7 +129,7 @@ async def test_browser_on_a_1mbit_link_gets_audio_and_video(server: ServerProces
 
 async def test_family_session_three_browsers_two_aiortc(server: ServerProcess, lab: BrowserLab) -> None:
     roles = [("therapist", "Dr. Lee"), ("client", "Parent"), ("client", "Teen")]
-    room = await server.create_room("family")
+    room = await server.create_room("family", waiting_room=False)
     browsers = await join_all(server, lab, room, roles)
     peers = [
         AiortcPeer(

@@ -54,8 +54,8 @@ class RunningServer:
         ) as resp:
             return resp.status, await resp.json()
 
-    async def create_room(self, kind: str) -> str:
-        status, body = await self.rest("POST", "/v1/rooms", {"kind": kind})
+    async def create_room(self, kind: str, *, waiting_room: bool = True) -> str:
+        status, body = await self.rest("POST", "/v1/rooms", {"kind": kind, "waiting_room": waiting_room})
         assert status == 201, body
         return str(body["id"])
 

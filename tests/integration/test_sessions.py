@@ -70,7 +70,7 @@ async def close_all(people: list[AiortcParticipant]) -> None:
 
 
 async def test_individual_session(confidant: RunningServer) -> None:
-    room = await confidant.create_room("individual")
+    room = await confidant.create_room("individual", waiting_room=False)
     people = await start(confidant, room, ["therapist", "client"], "ind")
     try:
         await check_all_to_all(people)
@@ -79,7 +79,7 @@ async def test_individual_session(confidant: RunningServer) -> None:
 
 
 async def test_couples_leave_rejoin_and_full_room(confidant: RunningServer) -> None:
-    room = await confidant.create_room("couples")
+    room = await confidant.create_room("couples", waiting_room=False)
     people = await start(confidant, room, ["therapist", "client", "client"], "cpl")
     therapist, leaver, stayer = people
     try:
@@ -123,7 +123,7 @@ async def test_couples_leave_rejoin_and_full_room(confidant: RunningServer) -> N
 async def test_family_session_of_seven(confidant: RunningServer) -> None:
     """Seven participants, one process each (aiortc's encoders and decoders in one process would share one
     GIL and fall behind real time), 160x120 frames to keep 7 encoders and 42 decoders cheap."""
-    room = await confidant.create_room("family")
+    room = await confidant.create_room("family", waiting_room=False)
     roles = ["therapist"] + ["client"] * 6
     procs = []
     for i, role in enumerate(roles):

@@ -62,7 +62,7 @@ async def test_room_lifecycle(server: Server) -> None:
     joined = await client.join(token["token"])
     assert joined["participant"]["name"] == "Dr"
     status, got = await server.rest("GET", f"/v1/rooms/{room['id']}")
-    assert got["participants"] == [{"id": "p1", "role": "therapist", "tracks": []}]
+    assert got["participants"] == [{"id": "p1", "role": "therapist", "state": "active", "tracks": []}]
     assert "Dr" not in str(got)
     status, rooms = await server.rest("GET", "/v1/rooms")
     assert [r["id"] for r in rooms["rooms"]] == [room["id"]]

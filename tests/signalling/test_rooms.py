@@ -3,8 +3,10 @@ from __future__ import annotations
 import pytest
 
 from signalling.rooms import (
+    MemberState,
     ParticipantJoined,
     ParticipantLeft,
+    ParticipantStateChanged,
     Room,
     RoomEnded,
     RoomError,
@@ -39,7 +41,7 @@ def claims(pid: str, role: Role, room: str = "r1", publish: bool = True) -> Join
     ],
 )
 def test_capacity(kind: RoomKind, observers: int, joins: list[Role], refused_code: str | None) -> None:
-    room = Room("r1", kind, max_observers=observers, now=0.0)
+    room = Room("r1", kind, max_observers=observers, now=0.0, waiting_room=False)
     *ok, last = joins
     for i, role in enumerate(ok):
         room.join(claims(f"p{i}", role))
@@ -62,7 +64,7 @@ def test_capacity(kind: RoomKind, observers: int, joins: list[Role], refused_cod
     ],
 )
 def test_publish_permission(role: Role, publish_grant: bool, allowed: bool) -> None:
-    room = Room("r1", RoomKind.COUPLES, max_observers=1, now=0.0)
+    room = Room("r1", RoomKind.COUPLES, max_observers=1, now=0.0, waiting_room=False)
     room.join(claims("p", role, publish=publish_grant))
     track = TrackInfo("t1", "video")
     if allowed:
@@ -81,12 +83,13 @@ def test_leave_unpublishes_then_leaves() -> None:
     assert room.leave("a", "left") == []
 
 
-def test_rejoin_replaces_and_full_room_still_admits_returning_participant() -> None:
-    room = Room("r1", RoomKind.INDIVIDUAL, max_observers=0, now=0.0)
+def test_rejoin_resumes_and_full_room_still_admits_returning_participant() -> None:
+    room = Room("r1", RoomKind.INDIVIDUAL, max_observers=0, now=0.0, waiting_room=False)
     room.join(claims("t", Role.THERAPIST))
     room.join(claims("c", Role.CLIENT))
     events = room.join(claims("c", Role.CLIENT))
-    assert events == [ParticipantLeft("r1", "c", "replaced"), ParticipantJoined("r1", "c")]
+    assert events == [ParticipantStateChanged("r1", "c", MemberState.RECONNECTING),
+                      ParticipantStateChanged("r1", "c", MemberState.ACTIVE)]
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ CASES: list[tuple[str, Setup, Any, str, int | None]] = [
 
 @pytest.mark.parametrize(("name", "setup", "message", "code", "close"), CASES, ids=[c[0] for c in CASES])
 async def test_bad_input(server: Server, name: str, setup: Setup, message: Any, code: str, close: int | None) -> None:
-    room = await server.room("individual")
+    room = await server.room("individual", waiting_room=False)  # admission is tested in tests/care
     other = await bystander(server, room)
     client = await server.client()
     await setup(server, client, room)
@@ -121,12 +121,12 @@ async def test_join_timeout(server: Server) -> None:
 
 
 async def test_publish_subscribe_signalling_and_leave(server: Server) -> None:
-    room = await server.room("couples")
+    room = await server.room("couples", waiting_room=False)
     therapist = await bystander(server, room)
     client = await server.client()
     joined = await client.join(server.token(room, "c1", "client", name="Alex"), room_id=room)
     assert joined["participant"] == {"id": "c1", "role": "client", "name": "Alex", "can_publish": True,
-                                     "can_subscribe": True}
+                                     "can_subscribe": True, "state": "active", "audio_muted": False}
     assert [p["id"] for p in joined["room"]["participants"]] == ["therapist"]
     assert (await therapist.next_event("participant_joined"))["participant"]["name"] == "Alex"
 
@@ -168,17 +168,22 @@ async def test_publish_subscribe_signalling_and_leave(server: Server) -> None:
 
 
 async def test_rejoin_replaces_old_connection(server: Server) -> None:
-    room = await server.room("individual")
+    """A second connection of the same participant takes over (a reconnect): the old one is closed, the
+    others see the participant reconnecting and back, never leaving, and the slot stays theirs."""
+    room = await server.room("individual", waiting_room=False)
     therapist = await bystander(server, room)
     first = await server.client()
     await first.join(server.token(room, "c1"))
     second = await server.client()
-    await second.join(server.token(room, "c1"))
+    joined = await second.join(server.token(room, "c1"))
+    assert joined["participant"]["state"] == "active"
     assert (await first.next_event("error"))["code"] == "session_replaced"
     await first.closed.wait()
     assert first.close_code == 4000
-    events = [await therapist.next_event("participant_joined", "participant_left") for _ in range(3)]
-    assert [e["type"] for e in events] == ["participant_joined", "participant_left", "participant_joined"]
+    events = [await therapist.next_event("participant_joined", "participant_state") for _ in range(3)]
+    assert [(e["type"], e.get("state")) for e in events] == [
+        ("participant_joined", None), ("participant_state", "reconnecting"), ("participant_state", "active")]
+    assert "participant_left" not in [e["type"] for e in therapist.pending_events()]
     with pytest.raises(ProtocolError):
         await (await server.client()).join(server.token(room, "c2"))
     await second.close()
