@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -307,7 +308,9 @@ async def main_async(args: argparse.Namespace) -> None:
     lag_task = asyncio.create_task(lag.run())
     async with aiohttp.ClientSession() as http:
         rest = Rest(args.base, args.key, args.secret, http)
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
+        # SIGTERM (locust stopping, a benchmark ending) ends the sessions properly: final reports, leave.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: [t.cancel() for t in tasks])
         for _ in range(args.sessions):
             tasks.append(asyncio.create_task(run_session(
                 rest, clip, scenario=args.scenario, hold=args.hold, host=args.host, emit=emit_json,

@@ -57,8 +57,9 @@ def start(host: str = "127.0.0.1", *, log: Path | None = None, env: dict[str, st
         "CONFIDANT_MAX_OBSERVERS": "8", **(env or {}),
     }
     out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
-    process = subprocess.Popen([sys.executable, "-m", "signalling"], cwd=ROOT, env=full_env, stdout=out,
-                               stderr=out)
+    # CONFIDANT_SERVER_ROOT runs the server from another source tree (a benchmark against a snapshot).
+    cwd = os.environ.get("CONFIDANT_SERVER_ROOT") or ROOT
+    process = subprocess.Popen([sys.executable, "-m", "signalling"], cwd=cwd, env=full_env, stdout=out, stderr=out)
     if cpu is not None:
         os.sched_setaffinity(process.pid, {cpu})
     server = Server(process, host, http_port, udp_port, key, secret)

@@ -16,6 +16,7 @@ from signalling import keys
 from signalling.app import create_app
 from signalling.config import Config, ConfigError, load_config, resolve_credentials
 from signalling.health import DRAIN, occupied_rooms
+from signalling.rooms import RoomState
 
 log = logging.getLogger("confidant")
 
@@ -78,7 +79,7 @@ async def drain(app: web.Application, deadline: float) -> None:
 
 async def serve(config: Config) -> None:
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)
     await site.start()
@@ -101,6 +102,11 @@ async def serve(config: Config) -> None:
         for task in waits:
             task.cancel()
     finally:
+        # End rooms before aiohttp waits for open WebSockets to finish: that ends their sessions.
+        hub = app[keys.HUB]
+        for room in hub.rooms():
+            if room.state is RoomState.OPEN:
+                hub.end_room(room.id, reason="server_shutdown")
         await runner.cleanup()
 
 
