@@ -354,3 +354,80 @@ class ReplaySession:
             self._offers.cancel()
         await self.signalling.leave()
         await self.media.close()
+
+
+# -- subprocess entry point: a subscribe-only participant that reports what it gets --------------------
+
+
+class _ReportingParticipant(ReplayParticipant):
+    """Counts received packets by what they are (audio, video media, padding-only) for JSON-line reports."""
+
+    def __init__(self, clip: Clip, *, host: str) -> None:
+        super().__init__(clip, host=host)
+        self.counts = {"audio": 0, "video": 0, "padding": 0}
+        self.last_audio: float | None = None
+        self.max_audio_gap = 0.0  # since the last report
+
+    def rtp_received(self, data: bytes, *, now: float) -> None:
+        super().rtp_received(data, now=now)
+        try:
+            pkt = parse_rtp(data, self._ext_ids)
+        except RtpError:
+            return
+        if pkt.payload_end <= pkt.payload_offset:
+            self.counts["padding"] += 1  # probes: their transport-wide seq was recorded above
+        elif self._kinds.get(pkt.ssrc) == "audio":
+            self.counts["audio"] += 1
+            if self.last_audio is not None:
+                self.max_audio_gap = max(self.max_audio_gap, now - self.last_audio)
+            self.last_audio = now
+        else:
+            self.counts["video"] += 1
+
+
+async def _report(ws_url: str, token: str, host: str, seconds: float, interval: float) -> None:
+    import json
+    import sys
+    import time
+
+    def emit(record: dict[str, object]) -> None:
+        sys.stdout.write(json.dumps({"t": round(time.monotonic(), 4), **record}) + "\n")
+        sys.stdout.flush()
+
+    session = ReplaySession(ws_url, token, Clip(30, 0, 0, (), ()), host=host, publish=False)
+    media = session.media = _ReportingParticipant(session.media.clip, host=host)
+    await session.start()
+    emit({"joined": True})
+    printed: set[int] = set()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            await asyncio.sleep(interval)
+            for event in session.signalling.pending_events():
+                if id(event) not in printed and event.get("type") != "offer":
+                    printed.add(id(event))
+                    emit({"event": event})
+            emit({"packets": dict(media.counts), "max_audio_gap": round(media.max_audio_gap, 4)})
+            media.counts = dict.fromkeys(media.counts, 0)
+            media.max_audio_gap = 0.0
+    finally:
+        await session.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m client.replay --ws URL --token T --host ADDR --seconds N`: subscribe only and print, every
+    `--interval` seconds, a JSON line with the packets received by kind, and each protocol event as it comes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--ws", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--host", required=True, help="local address to bind the media socket to")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--interval", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    asyncio.run(_report(args.ws, args.token, args.host, args.seconds, args.interval))
+
+
+if __name__ == "__main__":
+    main()
