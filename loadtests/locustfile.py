@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def fire(environment: Environment, event: dict[str, Any]) -> None:
     error = event.get("error")
-    environment.events.request.fire(
+    environment.events.request.fire(  # type: ignore[no-untyped-call]
         request_type="webrtc", name=str(event["name"]), response_time=float(event["value"]),
         response_length=int(event.get("length") or 0), exception=RuntimeError(error) if error else None,
         context={})
@@ -92,7 +92,7 @@ class ChurnSession(SessionUser):
     scenario = "churn"
 
 
-@events.quitting.add_listener
+@events.quitting.add_listener  # type: ignore[untyped-decorator]
 def _fail_on_errors(environment: Environment, **_: Any) -> None:
     """A smoke run fails (exit code 1) if any request event failed."""
     if environment.stats.total.num_failures > 0:
