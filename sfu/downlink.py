@@ -226,9 +226,10 @@ class DownlinkAdapter:
         return None
 
     def _carrier(self) -> Consumer | None:
-        """A video consumer with RTX to carry padding; a paused one is as good as any (RTX is separate)."""
+        """A video consumer with RTX to carry padding; a paused one is as good as any (RTX is separate) except
+        a held one: during a private check-in the held must get not a packet on the pair's SSRCs."""
         for consumer in self._consumers.values():
-            if consumer.kind is MediaKind.VIDEO and consumer.can_pad:
+            if consumer.kind is MediaKind.VIDEO and consumer.can_pad and consumer.pause_reason is not PauseReason.HELD:
                 return consumer
         return None
 
