@@ -221,7 +221,7 @@ class Hub:
         elif action == "end_check_in":
             events = room.end_check_in(by)
         elif action == "end_session":
-            room.set_locked(by, room.locked)  # the permission check, without a change
+            room.require_therapist(by)
             log.info("control room=%s by=%s action=%s", room.id, by, action)
             self.end_room(room.id, "ended_by_therapist")
             return

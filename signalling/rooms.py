@@ -295,6 +295,10 @@ class Room:
 
     # -- therapist controls ------------------------------------------------------------------------
 
+    def require_therapist(self, by: str) -> None:
+        """Raise `permission_denied` unless `by` is this room's therapist, in the session."""
+        self._require_therapist(by)
+
     def _require_therapist(self, by: str) -> None:
         member = self.members.get(by)
         if member is None or member.role is not Role.THERAPIST or member.state not in IN_SESSION:

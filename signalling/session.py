@@ -342,13 +342,16 @@ class Session:
         audio_only = bool(getattr(getattr(connection, "downlink", None), "audio_only", False))
         return care.link_stats(consumers, rtt, audio_only)
 
-    def on_control(self, message: dict[str, Any]) -> dict[str, Any]:
+    def on_control(self, message: dict[str, Any]) -> dict[str, Any] | None:
         assert self.room is not None
         try:
+            if message["type"] == "end_session":  # the reply goes out before the room closes this connection
+                self.room.require_therapist(self.participant_id)
+                self.send({"type": "ok", **({"id": message["id"]} if message.get("id") is not None else {})})
             self.hub.control(self, self.room, str(message["type"]), message)
         except RoomError as exc:
             raise ProtocolError(exc.code, exc.message) from None
-        return {"type": "ok"}
+        return None if message["type"] == "end_session" else {"type": "ok"}
 
     def on_publish(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self.room is not None
