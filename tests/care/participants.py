@@ -91,10 +91,12 @@ async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 15
         await asyncio.sleep(0.05)
 
 
-async def event(p: CareParticipant, kind: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
-    """The first logged event of `kind` whose fields match."""
+async def event(p: CareParticipant, kind: str, timeout: float = 10.0,
+                where: Callable[[dict[str, Any]], bool] = lambda e: True, **fields: Any) -> dict[str, Any]:
+    """The first logged event of `kind` whose fields match (and `where` holds)."""
     def match() -> dict[str, Any] | None:
-        return next((e for e in p.events(kind) if all(e.get(k) == v for k, v in fields.items())), None)
+        return next((e for e in p.events(kind) if all(e.get(k) == v for k, v in fields.items()) and where(e)),
+                    None)
 
     await wait_for(lambda: match() is not None, f"{kind} {fields} at {p.pid}", timeout)
     found = match()

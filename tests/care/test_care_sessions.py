@@ -202,9 +202,7 @@ async def test_observer_is_announced_by_name(session: Session) -> None:
     a = await session.admitted(therapist, "a")
     observer = await session.join("sup", "observer", "Dr. Supervisor")
     for p in (therapist, a):
-        await wait_for(lambda p=p: any(e["participant"]["id"] == "sup" for e in p.events("participant_joined")),
-                       "observer announced")
-        joined = next(e for e in p.events("participant_joined") if e["participant"]["id"] == "sup")
+        joined = await event(p, "participant_joined", where=lambda e: bool(e["participant"]["id"] == "sup"))
         assert (joined["participant"]["role"], joined["participant"]["name"]) == ("observer", "Dr. Supervisor")
     b = await session.admitted(therapist, "b", publish=False)
     admitted = await event(b, "admitted")
@@ -240,7 +238,7 @@ async def test_check_in_holds_everyone_else_to_the_packet(session: Session) -> N
     await asyncio.sleep(3.0)
     delta = {k: sum(p.packets_from(o.pid) for p in everyone for o in everyone
                     if (p.pid, o.pid) == k) - n for k, n in snapshot.items()}
-    pair, held = {"t", "a"}, {"b", "c"}
+    pair = {"t", "a"}
     for (to, frm), n in delta.items():
         if (to in pair) != (frm in pair):
             assert n == 0, f"{to} received {n} packets from {frm} during the check-in: " + repr(
@@ -252,10 +250,13 @@ async def test_check_in_holds_everyone_else_to_the_packet(session: Session) -> N
     await therapist.request({"type": "end_check_in"})
     for p in (b, c):
         await event(p, "on_hold", active=False)
-    for to, frm in ((b, therapist), (c, a), (therapist, b), (a, c)):
-        n = to.packets_from(frm.pid)
-        await wait_for(lambda to=to, frm=frm, n=n: to.packets_from(frm.pid) > n + 20, f"{to.pid}<-{frm.pid}")
-    assert held and pair
+    for dst, src in ((b, therapist), (c, a), (therapist, b), (a, c)):
+        await _more_packets(dst, src.pid, 20)
+
+
+async def _more_packets(dst: CareParticipant, src: str, n: int) -> None:
+    start = dst.packets_from(src)
+    await wait_for(lambda: dst.packets_from(src) > start + n, f"{dst.pid}<-{src}")
 
 
 # -- 5. quality ------------------------------------------------------------------------------------
