@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 from av import VideoFrame
 
@@ -42,8 +42,12 @@ class AiortcPeer:
     async def start(self) -> None:
         self._http = aiohttp.ClientSession()
         self._ws = await self._http.ws_connect(self.ws_url)
-        self._pub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self._sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # max-bundle: under aiortc's default (balanced), when one offer adds several video sections the
+        # second one is bound to the first one's own transport, which bundling then stops; its packets
+        # reach the first video receiver by payload type and both streams fail to decode.
+        config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self._pub = RTCPeerConnection(config)
+        self._sub = RTCPeerConnection(config)
         self._mids: dict[str, tuple[str, str]] = {}
         self._sub.on("track", self._on_track)
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
