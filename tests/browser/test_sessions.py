@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -167,3 +168,38 @@ async def test_family_session_three_browsers_two_aiortc(server: ServerProcess, l
     finally:
         for peer in peers:
             await peer.close()
+
+
+class _DecodeFailures(logging.Handler):
+    """Counts aiortc's "failed to decode" warnings (a forwarded frame the subscriber could not decode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "failed to decode" in record.getMessage()
+
+
+async def test_browser_simulcast_to_aiortc_decodes_every_frame(server: ServerProcess, lab: BrowserLab) -> None:
+    room = await server.create_room("individual")
+    (publisher,) = await join_all(server, lab, room, [("therapist", "Pub")])
+    peer = AiortcPeer(server.base_url.replace("http", "ws") + "/ws", await server.token(room, "p-bot", "client"))
+    failures = _DecodeFailures()
+    logger = logging.getLogger("aiortc.rtcrtpreceiver")
+    logger.addHandler(failures)
+    try:
+        await peer.start()
+        key = (publisher.participant_id, "video")
+        for _ in range(100):
+            if peer.frames.get(key, 0) > 0:
+                break
+            await asyncio.sleep(0.2)
+        before = peer.frames.get(key, 0)
+        await asyncio.sleep(MEASURE_S)
+        got = peer.frames.get(key, 0) - before
+        assert failures.count == 0, f"{failures.count} undecodable frames, {peer.frames}"
+        assert got >= 15 * MEASURE_S, peer.frames
+    finally:
+        logger.removeHandler(failures)
+        await peer.close()
