@@ -99,6 +99,18 @@ export class Room extends EventTarget {
     this._closed = false;
     this._ping = null;
     this._ownStream = false;
+    // Care sessions (docs/protocol.md section 6).
+    /** 'waiting' | 'active' | 'on_hold' (ours); see `waiting`, `checkIn`, `quality` for the rest */
+    this.state = null;
+    /** @type {Array<{id, role, name}>} clients in the waiting room (therapists only) */
+    this.waiting = [];
+    this.locked = false;
+    /** the client in a private check-in with the therapist, or null */
+    this.checkIn = null;
+    /** our own connection quality: {quality: 'good'|'fair'|'poor', loss, jitter_ms, rtt_ms, audio_only} */
+    this.quality = null;
+    /** @type {Map<string, object>} everyone's quality by participant id (therapists only) */
+    this.participantQuality = new Map();
   }
 
   // ---- connection and requests -------------------------------------------------------------------------
@@ -119,9 +131,18 @@ export class Room extends EventTarget {
     this.localParticipant = joined.participant;
     this.roomId = joined.room.id;
     this.kind = joined.room.kind;
-    for (const p of joined.room.participants) this._addParticipant(p);
+    this.state = joined.participant.state ?? 'active';
+    this._applyRoom(joined.room);
     if (joined.participant.can_subscribe) this._createSubscribePc();
     this._ping = setInterval(() => this._request('ping').catch(() => {}), PING_INTERVAL_MS);
+  }
+
+  _applyRoom(room) {
+    for (const p of room.participants ?? []) this._addParticipant(p);
+    this.waiting = room.waiting ?? this.waiting;
+    this.locked = room.locked ?? false;
+    this.checkIn = room.check_in ?? null;
+    for (const q of room.quality ?? []) this.participantQuality.set(q.participant_id, q);
   }
 
   _request(type, body = {}) {
@@ -195,6 +216,56 @@ export class Room extends EventTarget {
       case 'room_ended':
         this._emit('roomended', { reason: msg.reason });
         break;
+      case 'waiting_room':
+        this.waiting = msg.waiting;
+        this._emit('waitingroom', { waiting: msg.waiting });
+        break;
+      case 'admitted':
+        this.state = 'active';
+        this._applyRoom(msg.room);
+        this._emit('admitted', { participants: [...this.participants.values()] });
+        break;
+      case 'declined':
+      case 'removed':
+        this._emit(msg.type, { message: msg.message });
+        break;
+      case 'room_locked':
+        this.locked = msg.locked;
+        this._emit('roomlocked', { locked: msg.locked });
+        break;
+      case 'participant_muted': {
+        const p = this.participants.get(msg.participant_id);
+        if (p) p.audioMuted = msg.muted;
+        if (msg.participant_id === this.localParticipant?.id) this.localParticipant.audio_muted = msg.muted;
+        this._emit('participantmuted', { participantId: msg.participant_id, muted: msg.muted,
+          local: msg.participant_id === this.localParticipant?.id });
+        break;
+      }
+      case 'check_in':
+        this.checkIn = msg.active ? msg.participant_id : null;
+        this._emit('checkin', { active: msg.active, participantId: msg.participant_id, therapistId: msg.therapist_id });
+        break;
+      case 'on_hold':
+        this.state = msg.active ? 'on_hold' : 'active';
+        this._emit('onhold', { active: msg.active });
+        break;
+      case 'participant_state': {
+        const p = this.participants.get(msg.participant_id);
+        if (p) p.state = msg.state;
+        this._emit('participantstate', { participantId: msg.participant_id, state: msg.state });
+        break;
+      }
+      case 'quality':
+        this.quality = msg;
+        this._emit('quality', msg);
+        break;
+      case 'participant_audio_only': // sent by adaptation to therapists (docs/protocol.md 4.10)
+        this._emit('participantaudioonly', { participantId: msg.participant_id, active: msg.active, reason: msg.reason });
+        break;
+      case 'participant_quality':
+        this.participantQuality.set(msg.participant_id, msg);
+        this._emit('participantquality', { participantId: msg.participant_id, ...msg });
+        break;
       case 'error':
         this._emit('error', { error: new ConfidantError(msg.code, msg.message) });
         break;
@@ -217,7 +288,8 @@ export class Room extends EventTarget {
 
   _addParticipant(p) {
     const tracks = new Map((p.tracks ?? []).map((t) => [t.id, t]));
-    this.participants.set(p.id, { id: p.id, role: p.role, name: p.name ?? null, tracks });
+    this.participants.set(p.id, { id: p.id, role: p.role, name: p.name ?? null, tracks,
+      state: p.state ?? 'active', audioMuted: p.audio_muted ?? false });
   }
 
   _watchPc(pc, which) {
@@ -351,6 +423,24 @@ export class Room extends EventTarget {
   }
 
   /** Pin a received simulcast video track to a layer (0-2 or 'q'/'h'/'f'); null returns to automatic. */
+  // ---- care sessions: therapist controls (docs/js-sdk.md); others get a `permission_denied` error --------
+
+  /** Let a waiting client into the session. */
+  admit(participantId) { return this._request('admit', { participant_id: participantId }); }
+  /** Turn a waiting client away; they are told and disconnected. */
+  decline(participantId) { return this._request('decline', { participant_id: participantId }); }
+  /** Disconnect a participant; their token cannot join again. */
+  remove(participantId) { return this._request('remove', { participant_id: participantId }); }
+  lockRoom() { return this._request('lock_room'); }
+  unlockRoom() { return this._request('unlock_room'); }
+  /** Stop (or with `muted = false` restore) forwarding a participant's audio, at the server. */
+  mute(participantId, muted = true) { return this._request('mute', { participant_id: participantId, muted }); }
+  /** Only the therapist and this client hear and see each other; everyone else is on hold. */
+  startCheckIn(participantId) { return this._request('start_check_in', { participant_id: participantId }); }
+  endCheckIn() { return this._request('end_check_in'); }
+  /** End the session for everyone. */
+  endSession() { return this._request('end_session'); }
+
   async pinLayer(trackId, layer) {
     const index = layerIndex(layer);
     await this._request('pin_layer', { track_id: trackId, layer: index });
