@@ -182,7 +182,7 @@ class _DecodeFailures(logging.Handler):
 
 
 async def test_browser_simulcast_to_aiortc_decodes_every_frame(server: ServerProcess, lab: BrowserLab) -> None:
-    room = await server.create_room("individual")
+    room = await server.create_room("individual", waiting_room=False)
     (publisher,) = await join_all(server, lab, room, [("therapist", "Pub")])
     peer = AiortcPeer(server.base_url.replace("http", "ws") + "/ws", await server.token(room, "p-bot", "client"))
     failures = _DecodeFailures()
