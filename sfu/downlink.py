@@ -13,6 +13,7 @@ instead of being judged on an estimate nothing feeds.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,13 +32,19 @@ from adaptation.allocator import PauseReason as AllocPause
 from adaptation.prober import ProberConfig
 from sfu.consumer import Consumer, PauseReason
 from sfu.params import MediaKind
+from sfu.producer import RecvStream
 from sfu.stats import MediaStats
 
 if TYPE_CHECKING:
     from adaptation.types import PacketResult
 
+log = logging.getLogger("confidant.sfu")
+
 # adaptation/controller.py: `on_timer` about every 100 ms.
 ADAPT_INTERVAL = 0.1
+# A layer counts as flowing for allocation once its rate has been measured this long (as the simulator's
+# FIRST_MEASURE_S): the first buckets of the meter under-read a stream that has just started.
+MEASURED_AFTER = 1.0
 
 # A 15 ms cluster (libwebrtc's minimum) fits in the token bucket of a shaped link and proves room that is
 # not there; a wrong return from audio-only is a visible flap. 100 ms is libwebrtc's newer initial probe
@@ -95,8 +102,9 @@ class DownlinkAdapter:
         self.layer_switches = 0
         self._next_timer = 0.0
         self._probe: _Probe | None = None
-        # Until the first probe result the estimate is only the configured start value: a track it cannot
-        # fit keeps its lowest layer (the controller probes at once) instead of pausing at every join.
+        # Until video is first granted the estimate is only the start value plus what early probes proved:
+        # a track it cannot fit keeps its lowest layer while the controller probes, instead of pausing at
+        # every join. The fallback's 1.5 s rule still sends a link that really is too thin to audio-only.
         self._starting = True
         self.last_decision: Decision | None = None
 
@@ -126,14 +134,16 @@ class DownlinkAdapter:
                 continue
             pinned = consumer.pinned_layer
             layers = tuple(
-                LayerState(
-                    s.measure(now),
-                    s.flowing_since if s.flowing(now) and (pinned is None or pinned == i) else None,
-                )
+                LayerState(s.measure(now), s.flowing_since if self._counts(s, now) and pinned in (None, i) else None)
                 for i, s in enumerate(streams)
             )
             tracks.append(VideoTrack(consumer.id, layers))
         self.controller.set_media(audio, tracks)
+
+    @staticmethod
+    def _counts(stream: RecvStream, now: float) -> bool:
+        since = stream.flowing_since
+        return since is not None and stream.flowing(now) and now - since >= MEASURED_AFTER
 
     # -- applying a decision -----------------------------------------------------------------------
 
@@ -157,6 +167,8 @@ class DownlinkAdapter:
             if consumer.pause_reason is PauseReason.BANDWIDTH:
                 consumer.set_paused(PauseReason.NONE)
                 consumer.request_keyframe(now=now)  # resuming waits for a keyframe
+            if track.layer is not None:
+                self._starting = False
             if layer is not None and layer != consumer.adapted_layer:
                 if consumer.adapted_layer is not None:
                     self.layer_switches += 1
@@ -164,18 +176,23 @@ class DownlinkAdapter:
                 consumer.set_adapted_layer(layer, now=now)
         for event in decision.events:
             if isinstance(event, AudioOnlyEntered):
-                self._starting = False
-                self._set_audio_only(True, event.reason.value, now)
+                    self._set_audio_only(True, event.reason.value, now)
             elif isinstance(event, VideoResumed):
                 self._set_audio_only(False, event.reason.value, now)
         result = decision.probe_result
         if result is not None:
+            log.debug("probe result cluster=%d goal_bps=%.0f bps=%s send=%s recv=%s failure=%s", result.cluster_id,
+                     result.goal_bps, result.bps, result.send_bps, result.receive_bps,
+                     result.failure.value if result.failure else None)
             self._starting = False
             if result.succeeded:
                 stats.probes_succeeded += 1
             else:
                 stats.probes_failed += 1
         if decision.probe is not None:
+            log.debug("probe start cluster=%d target_bps=%.0f packets=%d bytes=%d carrier=%s",
+                     decision.probe.cluster_id, decision.probe.target_bps, decision.probe.min_packets,
+                     decision.probe.min_bytes, self._carrier() is not None)
             self._probe = _Probe(decision.probe, now)
             stats.probes_sent += 1
 
@@ -183,6 +200,7 @@ class DownlinkAdapter:
         if active == self.audio_only:
             return
         self.audio_only = active
+        log.info("downlink audio_only=%s reason=%s estimate_bps=%.0f", active, reason, self.estimate_bps)
         if active:
             self._audio_only_since = now
             self._stats.audio_only_entered += 1
