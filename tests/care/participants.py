@@ -20,12 +20,12 @@ class CareParticipant(ReplaySession):
     """A `ReplaySession` that knows which participant each received SSRC belongs to (from the offers'
     `a=ssrc:<ssrc> msid:<participant> <track>`) and keeps every non-offer event in `log`."""
 
-    def __init__(self, server: RunningServer, token: str, clip: Clip, *, host: str = HOST_ADDR,
+    def __init__(self, ws_url: str, token: str, clip: Clip, *, host: str = HOST_ADDR,
                  local_addr: str | None = None) -> None:
-        super().__init__(server.ws_url, token, clip, host=host, publish=False)
+        super().__init__(ws_url, token, clip, host=host, publish=False)
         if local_addr is not None:  # signalling from a chosen source address too (privacy test)
             http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(local_addr, 0)))
-            self.signalling = type(self.signalling)(server.ws_url, session=http)
+            self.signalling = type(self.signalling)(ws_url, session=http)
             self._http: aiohttp.ClientSession | None = http
         else:
             self._http = None

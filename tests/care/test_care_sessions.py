@@ -36,7 +36,7 @@ class Session:
 
     async def join(self, pid: str, role: str = "client", name: str | None = None,
                    tok: str | None = None) -> CareParticipant:
-        p = CareParticipant(self.server, tok or token(self.server, self.room, pid, role, name), self.clip)
+        p = CareParticipant(self.server.ws_url, tok or token(self.server, self.room, pid, role, name), self.clip)
         self.people.append(p)
         await p.start()
         return p

@@ -41,7 +41,7 @@ async def test_names_and_addresses_never_reach_logs_or_metrics(confidant: Runnin
     people: dict[str, CareParticipant] = {}
 
     async def join(pid: str, tok: str | None = None) -> CareParticipant:
-        p = CareParticipant(confidant, tok or token(confidant, room, pid, roles[pid], NAMES[pid]), clip,
+        p = CareParticipant(confidant.ws_url, tok or token(confidant, room, pid, roles[pid], NAMES[pid]), clip,
                             host=client_addresses[pid], local_addr=client_addresses[pid])
         people[pid] = p
         await p.start()
