@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass, field
 
 from aiortc.sdp import SessionDescription
@@ -41,8 +42,25 @@ class StreamCounter:
     seq: SeqUnwrapper = field(default_factory=SeqUnwrapper)
     base_seq: int | None = None
     max_seq: int = -1
+    # Receiver-report state (RFC 3550 appendix A.3 and A.8), so the SFU sees loss, jitter and RTT.
+    jitter: float = 0.0  # in timestamp units
+    last_transit: float | None = None
+    expected_prior: int = 0
+    received_prior: int = 0
+    last_sr_middle: int = 0
+    last_sr_at: float | None = None
 
-    def on_packet(self, seq: int, size: int, now: float) -> None:
+    @property
+    def clock_rate(self) -> int:
+        return AUDIO_CLOCK if self.kind == "audio" else VIDEO_CLOCK
+
+    def on_packet(self, seq: int, size: int, now: float, ts: int = 0) -> None:
+        transit = now * self.clock_rate - ts
+        if self.last_transit is not None:
+            d = abs(transit - self.last_transit)
+            if d < self.clock_rate:  # a timestamp jump (layer switch, wrap) is not jitter
+                self.jitter += (d - self.jitter) / 16
+        self.last_transit = transit
         ext = self.seq.unwrap(seq)
         if self.base_seq is None:
             self.base_seq = ext
@@ -63,6 +81,18 @@ class StreamCounter:
         if self.base_seq is None:
             return 0
         return max(0, self.max_seq - self.base_seq + 1 - self.packets)
+
+    def report_block(self, ssrc: int, now: float) -> rtcp.ReportBlock:
+        assert self.base_seq is not None
+        expected = self.max_seq - self.base_seq + 1
+        expected_interval = expected - self.expected_prior
+        lost_interval = expected_interval - (self.packets - self.received_prior)
+        self.expected_prior, self.received_prior = expected, self.packets
+        fraction = (lost_interval << 8) // expected_interval if expected_interval > 0 and lost_interval > 0 else 0
+        dlsr = int((now - self.last_sr_at) * 65536) & 0xFFFFFFFF if self.last_sr_at is not None else 0
+        return rtcp.ReportBlock(ssrc=ssrc, fraction_lost=min(fraction, 255), cumulative_lost=min(self.lost, 0x7FFFFF),
+                                highest_seq=self.max_seq & 0xFFFFFFFF, jitter=int(self.jitter),
+                                lsr=self.last_sr_middle, dlsr=dlsr)
 
 
 def _session_header(transport: WebRtcTransport, mids: list[str], sess_id: int) -> list[str]:
@@ -265,8 +295,10 @@ class ReplayParticipant:
         return answer
 
     async def _send_feedback(self) -> None:
-        """Transport-wide feedback every 100 ms, as a browser would, so the SFU's estimator has input."""
+        """Transport-wide feedback every 100 ms and receiver reports every second, as a browser would."""
         loop = asyncio.get_running_loop()
+        rr_ssrc = self._rng.randrange(1, 1 << 32)
+        ticks = 0
         while True:
             await asyncio.sleep(0.1)
             t = self.subscribe_link.transport
@@ -274,6 +306,12 @@ class ReplayParticipant:
                 continue
             for fb in self._twcc.build_feedback(now=loop.time()):
                 t.send_rtcp(fb)
+            ticks += 1
+            if ticks % 10 == 0:
+                now = time.monotonic()  # the transport's clock, which SR arrival times are on
+                blocks = [c.report_block(ssrc, now) for ssrc, c in self.received.items() if c.base_seq is not None]
+                for i in range(0, len(blocks), 31):  # RFC 3550 section 6.4.2: 31 blocks per report
+                    t.send_rtcp(bytes(rtcp.ReceiverReport(ssrc=rr_ssrc, reports=tuple(blocks[i : i + 31]))))
 
     def rtp_received(self, data: bytes, *, now: float) -> None:
         try:
@@ -285,12 +323,16 @@ class ReplayParticipant:
         counter = self.received.get(pkt.ssrc)
         if counter is None:
             counter = self.received[pkt.ssrc] = StreamCounter(self._kinds.get(pkt.ssrc, "unknown"))
-        counter.on_packet(pkt.seq, len(data), now)
+        counter.on_packet(pkt.seq, len(data), now, pkt.ts)
 
     def rtcp_received(self, link: str, data: bytes, *, now: float) -> None:
-        if link != "publish":
-            return
         packets, _ = rtcp.parse_compound(data)
+        if link != "publish":
+            for p in packets:
+                if isinstance(p, rtcp.SenderReport) and (counter := self.received.get(p.ssrc)) is not None:
+                    counter.last_sr_middle = (p.ntp_timestamp >> 16) & 0xFFFFFFFF
+                    counter.last_sr_at = now
+            return
         if any(isinstance(p, (rtcp.Pli, rtcp.Fir)) for p in packets):
             self._jump_to_keyframe()
 
