@@ -39,9 +39,8 @@ async def test_replay_subscriber_receives_and_reports_loss_jitter_and_rtt(confid
         assert subscriber.media.totals()["lost"] == 0
         status, _ = await confidant.rest("GET", "/healthz")
         assert status == 200
-        async with aiohttp.ClientSession() as http:
-            async with http.get(confidant.base + "/metrics") as resp:
-                text = await resp.text()
+        async with aiohttp.ClientSession() as http, http.get(confidant.base + "/metrics") as resp:
+            text = await resp.text()
         # Our receiver reports reached the SFU: its link-quality histograms have samples.
         assert histogram_count(text, "confidant_subscriber_rtt_seconds") >= 1
         assert histogram_count(text, "confidant_subscriber_jitter_seconds") >= 1
