@@ -266,6 +266,8 @@ class Connection:
             self._send_reports(now)
             for consumer in self.consumers.values():
                 consumer.update_layer(now=now)
+            for producer in self.producers.values():
+                producer.update_dynacast(now=now)
         if self.consumers:
             self.downlink.tick(self.take_feedback(), now=now)
 

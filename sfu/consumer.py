@@ -6,6 +6,7 @@ import enum
 import random
 from typing import TYPE_CHECKING, Protocol
 
+from sfu.layers import choose_layer, layer_for_size
 from sfu.munger import SeqMunger, TsMunger
 from sfu.nack import RetransmissionBuffer
 from sfu.params import ConsumerParams, HeaderExtension, MediaKind
@@ -29,6 +30,7 @@ class PauseReason(str, enum.Enum):
     BANDWIDTH = "bandwidth"  # set by adaptation: the link cannot carry the lowest layer
     PUBLISHER_MUTED = "publisher_muted"
     HELD = "held"  # set by the session layer (waiting room, private check-in)
+    NOT_VISIBLE = "not_visible"  # the subscriber does not show this video (adaptive stream)
 
 
 class EgressSink(Protocol):
@@ -104,6 +106,10 @@ class Consumer:
         self.pinned_layer: int | None = None
         # The highest layer bandwidth adaptation allows (None: no opinion yet, forward the highest flowing).
         self.adapted_layer: int | None = None
+        # Adaptive stream: the size the subscriber renders this video at (device pixels; None: no cap) and
+        # whether it shows it at all.
+        self.max_size: tuple[int, int] | None = None
+        self.visible = True
         self.pause_reason = PauseReason.NONE
         # Sender statistics for SR (RFC 3550 section 6.4.1).
         self.packets_sent = 0
@@ -236,14 +242,58 @@ class Consumer:
 
     # -- control -----------------------------------------------------------------------------------
 
-    def pin_layer(self, layer: int | None) -> None:
-        """Pin this subscriber to one simulcast layer (0 = lowest), or None for automatic choice."""
+    def pin_layer(self, layer: int | None, *, now: float | None = None) -> None:
+        """Pin this subscriber to one simulcast layer (0 = lowest), or None for automatic choice. With `now`,
+        the layer is chosen at once and dynacast resumes the pinned layer at the publisher if it is paused."""
         if layer is not None and not 0 <= layer < len(self.producer.streams):
             raise ValueError(f"layer {layer} out of range for {len(self.producer.streams)} layers")
         self.pinned_layer = layer
+        if now is not None:
+            self.update_layer(now=now)
+            self.producer.update_dynacast(now=now)
+
+    def set_preference(self, max_size: tuple[int, int] | None, *, visible: bool, now: float) -> None:
+        """The subscriber's rendered size (device pixels; None: no cap) and visibility for this video.
+
+        A hidden video is paused (NOT_VISIBLE) unless a stronger reason holds it; shown again it resumes
+        at once on a keyframe. The size caps the layer at the smallest one that covers it.
+        """
+        if self.kind is not MediaKind.VIDEO or self.closed:
+            return
+        self.max_size = max_size
+        self.visible = visible
+        if not visible and self.pause_reason in (PauseReason.NONE, PauseReason.BANDWIDTH):
+            self.set_paused(PauseReason.NOT_VISIBLE)
+        elif visible and self.pause_reason is PauseReason.NOT_VISIBLE:
+            self.set_paused(PauseReason.NONE)
+        self.update_layer(now=now)
+        if self.pause_reason is PauseReason.NONE and self.current_layer is None:
+            self.request_keyframe(now=now)
+        self.producer.update_dynacast(now=now)
+
+    @property
+    def preferred_layer(self) -> int | None:
+        """The highest layer the subscriber's rendered size needs (None: no preference)."""
+        if self.max_size is None or len(self.producer.streams) < 2:
+            return None
+        return layer_for_size(self.producer.layer_sizes(), *self.max_size)
+
+    @property
+    def wanted_layer(self) -> int | None:
+        """The highest layer this subscriber could use, for dynacast: a pin, else its size preference, else
+        the top layer; None when it shows no video (hidden, or held by the care rules)."""
+        if self.kind is not MediaKind.VIDEO or not self.visible or self.pause_reason is PauseReason.HELD:
+            return None
+        if self.pinned_layer is not None:
+            return self.pinned_layer
+        preferred = self.preferred_layer
+        return len(self.producer.streams) - 1 if preferred is None else preferred
 
     def set_paused(self, reason: PauseReason) -> None:
-        """Pause (any reason but NONE) or resume. Resuming video waits for a keyframe."""
+        """Pause (any reason but NONE) or resume. Resuming video waits for a keyframe; resuming a video the
+        subscriber hides leaves it paused as NOT_VISIBLE."""
+        if reason is PauseReason.NONE and not self.visible:
+            reason = PauseReason.NOT_VISIBLE
         if reason is self.pause_reason:
             return
         self.pause_reason = reason
@@ -261,20 +311,14 @@ class Consumer:
         self.update_layer(now=now)
 
     def update_layer(self, *, now: float) -> None:
-        """Choose the layer to forward: the pinned one if flowing, else the highest flowing one that
-        adaptation allows (its lowest flowing one when none is that low)."""
+        """Choose the layer to forward (sfu/layers.py): the pinned one if flowing, else the highest flowing
+        one that both the size preference and adaptation allow (the lowest flowing one when none is)."""
         if self.kind is not MediaKind.VIDEO or self.closed:
             return
-        flowing = self.producer.flowing_layers(now=now)
-        if not flowing:
+        target = choose_layer(self.producer.flowing_layers(now=now), pinned=self.pinned_layer,
+                              preferred=self.preferred_layer, adapted=self.adapted_layer)
+        if target is None:
             return  # keep the current choice: the publisher may just be between packets
-        allowed = self.adapted_layer
-        if self.pinned_layer is not None and self.pinned_layer in flowing:
-            target = self.pinned_layer
-        elif allowed is not None:
-            target = max((x for x in flowing if x <= allowed), default=min(flowing))
-        else:
-            target = max(flowing)
         if target != self.target_layer:
             self.target_layer = target
             if target != self.current_layer:

@@ -133,9 +133,17 @@ class DownlinkAdapter:
                 audio += sum(s.measure(now) for s in streams)
                 continue
             pinned = consumer.pinned_layer
+            counts = [self._counts(s, now) and pinned in (None, i) for i, s in enumerate(streams)]
+            cap = consumer.preferred_layer if pinned is None else None
+            if cap is not None:
+                # Layers above the subscriber's size preference get no budget and no probes; when none that
+                # low flows, the lowest flowing one stands in (as Consumer.update_layer would forward it).
+                under = [c and i <= cap for i, c in enumerate(counts)]
+                if not any(under) and any(counts):
+                    under[counts.index(True)] = True
+                counts = under
             layers = tuple(
-                LayerState(s.measure(now), s.flowing_since if self._counts(s, now) and pinned in (None, i) else None)
-                for i, s in enumerate(streams)
+                LayerState(s.measure(now), s.flowing_since if ok else None) for s, ok in zip(streams, counts)
             )
             tracks.append(VideoTrack(consumer.id, layers))
         self.controller.set_media(audio, tracks)

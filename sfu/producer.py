@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sfu import h264, vp8
+from sfu.dynacast import LayerGate
 from sfu.nack import NackGenerator
 from sfu.params import Codec, MediaKind, ProducerParams
 from sfu.rtp import RtpPacket, SeqUnwrapper, TsUnwrapper, rtx_original_seq
@@ -38,6 +39,12 @@ class ProducerSink(Protocol):
     def request_keyframe(self, ssrc: int, method: KeyframeMethod) -> None: ...
 
     def remove_producer(self, producer: Producer) -> None: ...
+
+
+class ProducerListener(Protocol):
+    """What signalling hears from a producer, to tell its publisher."""
+
+    def on_layers_wanted(self, producer: Producer, active: tuple[bool, ...]) -> None: ...
 
 
 @dataclass
@@ -72,6 +79,10 @@ class RecvStream:
     last_transit: float | None = None
     last_sr_ntp_middle: int = 0
     last_sr_arrival: float | None = None
+    # Resolution read from the layer's last keyframe (VP8 only); None until one arrived.
+    size: tuple[int, int] | None = None
+    # Dynacast: when the publisher was asked to resume this layer (its first keyframe after that is asked for).
+    resumed_at: float | None = None
 
     def flowing(self, now: float) -> bool:
         return now - self.last_arrival < LAYER_IDLE_AFTER
@@ -114,8 +125,10 @@ class Producer:
         *,
         sink: ProducerSink,
         stats: MediaStats,
+        listener: ProducerListener | None = None,
     ) -> None:
         self.id = producer_id
+        self.listener = listener
         self.params = params
         self.kind = params.kind
         self.kind_label = params.kind.value
@@ -147,6 +160,8 @@ class Producer:
                 )
             )
         self._by_rid = {s.rid: s for s in self.streams if s.rid is not None}
+        self._reads_size = params.kind is MediaKind.VIDEO and self.codec.name == "VP8"
+        self.dynacast = LayerGate(len(self.streams))
         # ssrc -> (stream, is_rtx); filled from the offer and by discovery (rid / mid).
         self.ssrc_map: dict[int, tuple[RecvStream, bool]] = {}
         for s in self.streams:
@@ -214,14 +229,29 @@ class Producer:
         if now >= stream.bucket_end:
             stream.measure(now)
         stream.bucket_bytes += size
-        if now - stream.last_arrival >= LAYER_IDLE_AFTER:
+        restarted = now - stream.last_arrival >= LAYER_IDLE_AFTER
+        if restarted:
             stream.flowing_since = now  # (re)started after a gap
         if not is_rtx:
             self._update_receive_stats(stream, ext_seq, pkt.ts, now)
             stream.nack.on_packet(ext_seq, now=now, is_keyframe=keyframe)
         stream.last_arrival = now
+        if restarted and self.simulcast:
+            # A layer (re)appeared, e.g. resumed by dynacast for a pin: consumers may want it now rather
+            # than at their next periodic choice.
+            for consumer in self.consumers:
+                consumer.update_layer(now=now)
         if keyframe:
             stream.last_keyframe = now
+            if self._reads_size:
+                stream.size = vp8.keyframe_size(payload) or stream.size
+        if stream.resumed_at is not None:
+            # A layer dynacast resumed starts on a keyframe; ask for one from its first packets (a PLI
+            # sent while the encoding was still stopped would be lost).
+            if keyframe:
+                stream.resumed_at = None
+            else:
+                self.request_keyframe(stream.layer, now=now)
         for consumer in self.consumers:
             consumer.forward(pkt, payload, stream.layer, ext_seq, ext_ts, keyframe, now=now)
 
@@ -254,6 +284,24 @@ class Producer:
 
     def flowing_layers(self, *, now: float) -> list[int]:
         return [s.layer for s in self.streams if s.flowing(now)]
+
+    def layer_sizes(self) -> list[tuple[int, int] | None]:
+        """Each layer's resolution as measured from its keyframes (None where unknown)."""
+        return [s.size for s in self.streams]
+
+    def update_dynacast(self, *, now: float) -> None:
+        """Tell the publisher which layers its subscribers want (sfu/dynacast.py); called on the connection's
+        report timer and whenever a subscriber's preference changes."""
+        if not self.simulcast or self.closed:
+            return
+        wanted = [c.wanted_layer for c in self.consumers if not c.closed]
+        top = max((w for w in wanted if w is not None), default=None)
+        change = self.dynacast.update(top, [s.flowing(now) for s in self.streams], now=now)
+        if change is not None:
+            for layer in change.resumed:
+                self.streams[layer].resumed_at = now
+            if self.listener is not None:
+                self.listener.on_layers_wanted(self, change.active)
 
     def close(self) -> None:
         if self.closed:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sfu.consumer import Consumer, ConsumerListener
 from sfu.params import ConsumerParams, ProducerParams
-from sfu.producer import Producer
+from sfu.producer import Producer, ProducerListener
 from sfu.stats import MediaStats
 
 if TYPE_CHECKING:
@@ -40,9 +40,10 @@ class Router:
     def _new_id(self) -> str:
         return f"{self._rng.getrandbits(64):016x}"
 
-    def add_producer(self, transport: WebRtcTransport, params: ProducerParams) -> Producer:
+    def add_producer(self, transport: WebRtcTransport, params: ProducerParams,
+                     listener: ProducerListener | None = None) -> Producer:
         connection = self._connection_of(transport)
-        producer = Producer(self._new_id(), params, sink=connection, stats=self._stats)
+        producer = Producer(self._new_id(), params, sink=connection, stats=self._stats, listener=listener)
         connection.add_producer(producer)
         self.producers[producer.id] = producer
         return producer

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Vp8Descriptor", "Vp8Error", "Vp8Munger", "is_keyframe", "parse_descriptor"]
+__all__ = ["Vp8Descriptor", "Vp8Error", "Vp8Munger", "is_keyframe", "keyframe_size", "parse_descriptor"]
+
+# RFC 6386 section 9.1: a key frame's uncompressed data chunk is the 3-byte frame tag, the start code
+# 0x9d 0x01 0x2a, then 16-bit little-endian width and height (14 bits of size, 2 bits of upscaling).
+_START_CODE = b"\x9d\x01\x2a"
+_KEYFRAME_HEADER = 10
 
 
 class Vp8Error(ValueError):
@@ -92,6 +97,27 @@ def is_keyframe(payload: bytes | memoryview) -> bool:
         return False
     b0 = payload[0]
     return b0 & 0x17 == 0x10 and len(payload) > size and not payload[size] & 0x01
+
+
+def keyframe_size(payload: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) from the first packet of a key frame (RFC 6386 section 9.1); None otherwise.
+
+    The SFU reads this to learn each simulcast layer's resolution without decoding. Never raises.
+    """
+    try:
+        _, _, _, size = _offsets(payload)
+    except Vp8Error:
+        return None
+    if payload[0] & 0x17 != 0x10 or len(payload) < size + _KEYFRAME_HEADER or payload[size] & 0x01:
+        return None
+    header = bytes(payload[size + 3 : size + _KEYFRAME_HEADER])
+    if header[:3] != _START_CODE:
+        return None
+    width = (header[3] | header[4] << 8) & 0x3FFF
+    height = (header[5] | header[6] << 8) & 0x3FFF
+    if width == 0 or height == 0:
+        return None
+    return width, height
 
 
 class Vp8Munger:

@@ -1,7 +1,8 @@
 """Media-plane events told to people: a subscriber hears why its video paused, resumed or changed layer,
 and when its whole downlink falls back to audio-only; the room's therapists hear the last one too.
 
-`TrackEvents` is the `sfu.consumer.ConsumerListener` of one received track; `DownlinkEvents` the
+`TrackEvents` is the `sfu.consumer.ConsumerListener` of one received track; `PublishedTrackEvents` the
+`sfu.producer.ProducerListener` of one published track (dynacast); `DownlinkEvents` the
 `sfu.downlink.DownlinkListener` of one subscriber connection. Messages carry opaque ids only
 (docs/protocol.md, "Adaptation events").
 """
@@ -15,6 +16,7 @@ from signalling.tokens import Role
 
 if TYPE_CHECKING:
     from sfu.consumer import Consumer, PauseReason
+    from sfu.producer import Producer
     from signalling.hub import Hub, Peer
 
 Send = Callable[[dict[str, Any]], None]
@@ -37,6 +39,22 @@ class TrackEvents:
 
     def on_resumed(self, consumer: Consumer) -> None:
         self._send({"type": "track_resumed", "track_id": self.track_id})
+
+
+class PublishedTrackEvents:
+    """Tells a publisher which simulcast layers of one of its tracks anyone wants (dynacast)."""
+
+    __slots__ = ("_send", "track_id")
+
+    def __init__(self, send: Send, track_id: str) -> None:
+        self._send = send
+        self.track_id = track_id
+
+    def on_layers_wanted(self, producer: Producer, active: tuple[bool, ...]) -> None:
+        rids = [s.rid for s in producer.streams]
+        self._send({"type": "layers_wanted", "track_id": self.track_id,
+                    "layers": [rid if rid is not None else i for i, (rid, on) in enumerate(zip(rids, active)) if on],
+                    "active": list(active)})
 
 
 class DownlinkEvents:

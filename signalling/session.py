@@ -22,7 +22,7 @@ from sfu.transport import TransportState
 from signalling import care, keys
 from signalling.config import Config
 from signalling.hub import Hub
-from signalling.media_events import DownlinkEvents, TrackEvents
+from signalling.media_events import DownlinkEvents, PublishedTrackEvents, TrackEvents
 from signalling.quality import LinkStats
 from signalling.rooms import Room, RoomError
 from signalling.sdp import PublishOffer, SdpError, parse_publish_offer, parse_subscribe_answer
@@ -39,6 +39,7 @@ log = logging.getLogger("confidant.signalling")
 MAX_MESSAGE_BYTES = 64 * 1024
 HARD_FRAME_LIMIT = 1024 * 1024  # aiohttp closes with 1009 by itself above this
 OUTBOX_LIMIT = 1000
+MAX_PREFERRED_PIXELS = 16384  # a video_preference size above this is a client bug, not a screen
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1008, 1009
 CLOSE_REPLACED, CLOSE_ROOM_ENDED, CLOSE_TRANSPORT = 4000, 4001, 4002
 JOIN_ERRORS = {"invalid_token", "token_expired", "wrong_room", "room_not_found", "room_full", "room_ended",
@@ -70,6 +71,7 @@ class _Received:
     publisher_id: str
     consumer: Consumer | None = None
     pinned: int | None = None
+    preference: tuple[tuple[int, int] | None, bool] = (None, True)  # (max size, visible), adaptive stream
 
 
 class Session:
@@ -386,8 +388,9 @@ class Session:
         for mid, section in active.items():
             assert section.params is not None
             if mid not in self._published:
-                producer = self.hub.router(self.room).add_producer(self._pub, section.params)
                 track_id = "tr_" + secrets.token_hex(6)
+                producer = self.hub.router(self.room).add_producer(self._pub, section.params,
+                                                                   PublishedTrackEvents(self.send, track_id))
                 self._published[mid] = _Published(track_id, producer)
                 self.hub.publish(self, self.room, track_id, section.kind, bool(section.simulcast_rids), producer)
             tracks.append({"id": self._published[mid].track_id, "mid": mid, "kind": section.kind,
@@ -420,6 +423,9 @@ class Session:
                 self._apply_care_pause(received)  # before the first packet can be forwarded
                 if received.pinned is not None:
                     consumer.pin_layer(received.pinned)
+                if received.preference != (None, True):
+                    size, visible = received.preference
+                    consumer.set_preference(size, visible=visible, now=self.hub.media.now())
                 if received.params.kind is MediaKind.VIDEO:
                     fresh.append(consumer)
         if self._sub.state is TransportState.CONNECTED:
@@ -473,7 +479,29 @@ class Session:
             raise ProtocolError("unknown_track", "you do not receive this track")
         received.pinned = layer
         if received.consumer is not None:
-            received.consumer.pin_layer(layer)
+            received.consumer.pin_layer(layer, now=self.hub.media.now())
+        return {"type": "ok"}
+
+    def on_video_preference(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Adaptive stream: the size the subscriber renders a video at, or that it does not show it."""
+        track_id, enabled = message.get("track_id"), message.get("enabled", True)
+        width, height = message.get("max_width", 0), message.get("max_height", 0)
+        if not isinstance(track_id, str) or not isinstance(enabled, bool) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_PREFERRED_PIXELS
+            for v in (width, height)
+        ):
+            raise ProtocolError("invalid_message", "video_preference needs track_id, enabled (boolean) and "
+                                f"max_width/max_height (integers 0-{MAX_PREFERRED_PIXELS})")
+        received = self._received.get(track_id)
+        if received is None:
+            raise ProtocolError("unknown_track", "you do not receive this track")
+        if received.params.kind is not MediaKind.VIDEO:
+            raise ProtocolError("invalid_message", "video_preference applies to video tracks")
+        visible = enabled and (width, height) != (0, 0)
+        size = (width, height) if visible else None
+        received.preference = (size, visible)
+        if received.consumer is not None:
+            received.consumer.set_preference(size, visible=visible, now=self.hub.media.now())
         return {"type": "ok"}
 
     def on_leave(self, message: dict[str, Any]) -> None:
@@ -516,6 +544,7 @@ _HANDLERS: dict[str, Any] = {
     "publish": Session.on_publish,
     "answer": Session.on_answer,
     "pin_layer": Session.on_pin_layer,
+    "video_preference": Session.on_video_preference,
     "leave": Session.on_leave,
     "ping": Session.on_ping,
     **{control: Session.on_control for control in care.CONTROLS},

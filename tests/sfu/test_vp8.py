@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sfu.vp8 import Vp8Descriptor, Vp8Error, Vp8Munger, is_keyframe, parse_descriptor
+from sfu.vp8 import Vp8Descriptor, Vp8Error, Vp8Munger, is_keyframe, keyframe_size, parse_descriptor
 
 
 def desc(*, s: bool = True, pid: int | None = None, m: bool = True, tl0: int | None = None, tid: int | None = None,
@@ -103,3 +103,34 @@ def test_fuzz(payload: bytes) -> None:
     m.rewrite(payload)
     m.switch()
     assert len(m.rewrite(payload)) == len(payload)
+
+
+def key_header(width: int, height: int, *, tag: bytes = b"\x50\x2d\x01", start: bytes = b"\x9d\x01\x2a") -> bytes:
+    """RFC 6386 section 9.1: frame tag, start code, 14-bit sizes with 2-bit scale, little-endian."""
+    return tag + start + width.to_bytes(2, "little") + height.to_bytes(2, "little") + b"\x00" * 8
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (desc(header=key_header(320, 180)), (320, 180)),
+        (desc(pid=0x1234, tl0=9, tid=0, header=key_header(640, 360)), (640, 360)),
+        (desc(pid=7, m=False, header=key_header(1280, 720)), (1280, 720)),
+        (desc(header=key_header(0x4000 | 1280, 0xC000 | 720)), (1280, 720)),  # upscaling bits ignored
+        (desc(header=key_header(320, 180, tag=b"\x51\x2d\x01")), None),  # P bit: inter frame
+        (desc(s=False, header=key_header(320, 180)), None),  # not the start of the frame
+        (desc(part=1, header=key_header(320, 180)), None),  # not the first partition
+        (desc(header=key_header(320, 180, start=b"\x9d\x01\x2b")), None),  # bad start code
+        (desc(header=key_header(320, 180)[:9]), None),  # truncated before the height
+        (desc(header=key_header(0, 180)), None),
+        (b"\x90", None),  # truncated descriptor
+    ],
+)
+def test_keyframe_size(payload: bytes, expected: tuple[int, int] | None) -> None:
+    assert keyframe_size(payload) == expected
+
+
+@given(st.binary(max_size=24))
+def test_keyframe_size_fuzz(payload: bytes) -> None:
+    size = keyframe_size(payload)
+    assert size is None or (is_keyframe(payload) and 0 < size[0] < 0x4000 and 0 < size[1] < 0x4000)
