@@ -17,6 +17,7 @@ export const LAYERS = Object.freeze([
 const GATHER_TIMEOUT_MS = 2000; // host candidates only (iceServers: []) gather in a few ms
 const REQUEST_TIMEOUT_MS = 15000;
 const PING_INTERVAL_MS = 20000;
+const PREFERENCE_DEBOUNCE_MS = 500; // adaptive stream: a resize or scroll settles before we tell the server
 
 /** A request the server refused; `code` is the protocol's error code (docs/protocol.md section 4.1). */
 export class ConfidantError extends Error {
@@ -46,6 +47,21 @@ function waitForGathering(pc) {
   });
 }
 
+/** The size in device pixels a <video> needs to show its picture unscaled: with object-fit cover the
+ *  picture overflows the element on one axis, with contain it fits inside it. */
+function renderedSize(element) {
+  const dpr = globalThis.devicePixelRatio || 1;
+  const w = element.clientWidth * dpr;
+  const h = element.clientHeight * dpr;
+  const vw = element.videoWidth;
+  const vh = element.videoHeight;
+  if (!vw || !vh) return [Math.ceil(w), Math.ceil(h)];
+  const fit = globalThis.getComputedStyle?.(element).objectFit ?? 'contain';
+  const scale = fit === 'cover' ? Math.max(w / vw, h / vh) : fit === 'fill' ? null : Math.min(w / vw, h / vh);
+  if (scale === null) return [Math.ceil(w), Math.ceil(h)];
+  return [Math.ceil(vw * scale), Math.ceil(vh * scale)];
+}
+
 function layerIndex(layer) {
   if (layer === null || layer === undefined || layer === 'auto') return null;
   if (typeof layer === 'number' && Number.isInteger(layer) && layer >= 0 && layer < LAYERS.length) return layer;
@@ -56,7 +72,10 @@ function layerIndex(layer) {
 
 /**
  * Connect to a Confidant room: opens the WebSocket, sends `join` and resolves once joined.
- * options: { iceServers = [], roomId, WebSocket = globalThis.WebSocket }
+ * options: { iceServers = [], roomId, WebSocket = globalThis.WebSocket,
+ *   adaptiveStream = true (tell the server the size each attached remote video is shown at, and pause
+ *     videos that are not visible: docs/js-sdk.md),
+ *   dynacast = true (stop encoding simulcast layers the server says nobody wants) }
  */
 export async function connect(url, token, options = {}) {
   const room = new Room(url, token, options);
@@ -79,7 +98,7 @@ export class Room extends EventTarget {
     super();
     this.url = new URL(url, globalThis.location?.href).href.replace(/^http/, 'ws');
     this.token = token;
-    this.options = { iceServers: [], ...options };
+    this.options = { iceServers: [], adaptiveStream: true, dynacast: true, ...options };
     this.localParticipant = null;
     this.roomId = null;
     this.kind = null;
@@ -99,6 +118,10 @@ export class Room extends EventTarget {
     this._closed = false;
     this._ping = null;
     this._ownStream = false;
+    this._watched = new Map(); // adaptive stream: trackId -> watcher of the element it is attached to
+    this._layerUpdates = Promise.resolve(); // dynacast: setParameters calls one at a time
+    /** dynacast: the simulcast layers (rids) the server last asked us to send, by published track id */
+    this.wantedLayers = new Map();
     // Care sessions (docs/protocol.md section 6).
     /** 'waiting' | 'active' | 'on_hold' (ours); see `waiting`, `checkIn`, `quality` for the rest */
     this.state = null;
@@ -213,6 +236,13 @@ export class Room extends EventTarget {
         this._emit('layerchanged', { trackId: msg.track_id, layer: msg.layer });
         break;
       }
+      case 'layers_wanted': // dynacast (docs/protocol.md): encode only the layers some subscriber wants
+        this.wantedLayers.set(msg.track_id, msg.layers);
+        if (this.options.dynacast) {
+          this._layerUpdates = this._layerUpdates.then(() => this._applyWantedLayers(msg)).catch((error) => this._emit('error', { error }));
+        }
+        this._emit('layerswanted', { trackId: msg.track_id, layers: msg.layers });
+        break;
       case 'room_ended':
         this._emit('roomended', { reason: msg.reason });
         break;
@@ -334,6 +364,23 @@ export class Room extends EventTarget {
     return this.publishedTracks;
   }
 
+  async _applyWantedLayers(msg) {
+    const published = this.publishedTracks.find((t) => t.id === msg.track_id);
+    const tr = published && this.publishPc?.getTransceivers().find((x) => x.mid === published.mid);
+    const sender = tr?.sender;
+    if (!sender) return;
+    const params = sender.getParameters();
+    if (!params.encodings || params.encodings.length < 2) return;
+    const wanted = new Set(msg.layers);
+    let changed = false;
+    params.encodings.forEach((enc, i) => {
+      const active = wanted.has(enc.rid ?? i) || wanted.has(i);
+      if (enc.active !== active) { enc.active = active; changed = true; }
+    });
+    // A re-activated encoding starts with a keyframe in libwebrtc; the server asks for one as well.
+    if (changed) await sender.setParameters(params);
+  }
+
   _preferCodec(transceiver, name) {
     const caps = globalThis.RTCRtpSender?.getCapabilities?.('video');
     if (!caps || !transceiver.setCodecPreferences) return;
@@ -405,6 +452,7 @@ export class Room extends EventTarget {
       }
     }
     for (const prev of ended) {
+      this.detach(prev.trackId);
       this.remoteTracks.delete(prev.trackId);
       this._emit('trackended', { trackId: prev.trackId, participantId: prev.participantId, kind: prev.kind });
     }
@@ -419,7 +467,59 @@ export class Room extends EventTarget {
     element.autoplay = true;
     element.playsInline = true;
     element.play?.().catch(() => {}); // autoplay policy: the app may need a user gesture for audio
+    if (entry?.kind === 'video' && this.options.adaptiveStream) this._watch(entry.trackId, element);
     return element;
+  }
+
+  /** Stop adaptive stream for a remote video (e.g. before the app moves it to another element). */
+  detach(trackId) {
+    this._watched.get(trackId)?.stop();
+    this._watched.delete(trackId);
+  }
+
+  // Adaptive stream: watch the element a remote video is shown in and tell the server the size it needs
+  // (device pixels, as the video is scaled into the element) or that it is not visible at all.
+  _watch(trackId, element) {
+    this.detach(trackId);
+    let timer = null;
+    let last = null;
+    let intersecting = true;
+    const measure = () => {
+      timer = null;
+      if (this._closed || !this.remoteTracks.has(trackId)) return;
+      const visible = intersecting && globalThis.document?.visibilityState !== 'hidden'
+        && element.isConnected && element.clientWidth > 0 && element.clientHeight > 0;
+      let body = { track_id: trackId, enabled: false, max_width: 0, max_height: 0 };
+      if (visible) {
+        const [w, h] = renderedSize(element);
+        body = { track_id: trackId, enabled: true, max_width: w, max_height: h };
+      }
+      const key = JSON.stringify(body);
+      if (key === last) return;
+      last = key;
+      this._request('video_preference', body).catch(() => { last = null; });
+    };
+    const schedule = () => { if (timer === null) timer = setTimeout(measure, PREFERENCE_DEBOUNCE_MS); };
+    const ro = globalThis.ResizeObserver ? new ResizeObserver(schedule) : null;
+    ro?.observe(element);
+    const io = globalThis.IntersectionObserver ? new IntersectionObserver((entries) => {
+      intersecting = entries[entries.length - 1].isIntersecting;
+      schedule();
+    }) : null;
+    io?.observe(element);
+    const onVisibility = () => schedule();
+    globalThis.document?.addEventListener('visibilitychange', onVisibility);
+    element.addEventListener('resize', schedule); // the video's own size changed (object-fit scaling)
+    schedule();
+    this._watched.set(trackId, {
+      stop: () => {
+        clearTimeout(timer);
+        ro?.disconnect();
+        io?.disconnect();
+        globalThis.document?.removeEventListener('visibilitychange', onVisibility);
+        element.removeEventListener('resize', schedule);
+      },
+    });
   }
 
   /** Pin a received simulcast video track to a layer (0-2 or 'q'/'h'/'f'); null returns to automatic. */
@@ -525,6 +625,8 @@ export class Room extends EventTarget {
     this.publishPc?.close();
     this.subscribePc?.close();
     if (this._ownStream) for (const t of this.localStream?.getTracks() ?? []) t.stop();
+    for (const w of this._watched.values()) w.stop();
+    this._watched.clear();
     for (const t of this.remoteTracks.values()) this._emit('trackended', { trackId: t.trackId, participantId: t.participantId, kind: t.kind });
     this.remoteTracks.clear();
   }
