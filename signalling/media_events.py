@@ -9,6 +9,7 @@ and when its whole downlink falls back to audio-only; the room's therapists hear
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from sfu.consumer import Consumer, PauseReason
     from sfu.producer import Producer
     from signalling.hub import Hub, Peer
+
+log = logging.getLogger("confidant.signalling")
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -52,6 +55,7 @@ class PublishedTrackEvents:
 
     def on_layers_wanted(self, producer: Producer, active: tuple[bool, ...]) -> None:
         rids = [s.rid for s in producer.streams]
+        log.info("dynacast track=%s active=%s", self.track_id, "".join("1" if on else "0" for on in active))
         self._send({"type": "layers_wanted", "track_id": self.track_id,
                     "layers": [rid if rid is not None else i for i, (rid, on) in enumerate(zip(rids, active)) if on],
                     "active": list(active)})

@@ -37,6 +37,9 @@ class AiortcPeer:
     token: str
     participant_id: str = ""
     frames: dict[tuple[str, str], int] = field(default_factory=dict)  # (sender id, kind) -> decoded frames
+    # Adaptive stream as an SDK client shows video: the size (pixels) of the tile each video is drawn in.
+    # None: no preference, the server forwards the highest layer (bandwidth allowing).
+    video_size: tuple[int, int] | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -49,6 +52,7 @@ class AiortcPeer:
         self._pub = RTCPeerConnection(config)
         self._sub = RTCPeerConnection(config)
         self._mids: dict[str, tuple[str, str]] = {}
+        self._sized: set[str] = set()
         self._sub.on("track", self._on_track)
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next = 1
@@ -89,6 +93,12 @@ class AiortcPeer:
         await self._request(
             {"type": "answer", "offer_id": msg["offer_id"], "sdp": self._sub.localDescription.sdp}
         )
+        if self.video_size is not None:
+            for t in msg["tracks"]:
+                if t["track_id"] and t["kind"] == "video" and t["track_id"] not in self._sized:
+                    self._sized.add(t["track_id"])
+                    await self._request({"type": "video_preference", "track_id": t["track_id"],
+                                         "max_width": self.video_size[0], "max_height": self.video_size[1]})
 
     def _on_track(self, track: Any) -> None:
         mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)

@@ -134,7 +134,8 @@ async def test_family_session_three_browsers_two_aiortc(server: ServerProcess, l
     browsers = await join_all(server, lab, room, roles)
     peers = [
         AiortcPeer(
-            server.base_url.replace("http", "ws") + "/ws", await server.token(room, f"p-bot-{i}", "client")
+            server.base_url.replace("http", "ws") + "/ws", await server.token(room, f"p-bot-{i}", "client"),
+            video_size=(320, 180),  # thumbnails, as the SDK's adaptive stream would report them
         )
         for i in range(2)
     ]
