@@ -20,6 +20,7 @@ from sfu.server import MediaConfig, MediaServer
 from sfu.stats import DropReason, MediaStats
 from sfu.transport import TransportState, WebRtcTransport
 from sfu.udp import UdpEndpoint
+from signalling.media_events import PublishedTrackEvents
 from tests.netns import HOST_ADDR, PEER_ADDR
 
 pytestmark = pytest.mark.integration
@@ -218,3 +219,79 @@ async def test_publisher_gets_transport_wide_feedback(server: MediaServer) -> No
                 if delta is not None}
 
     await wait_for(lambda: reported() >= set(range(500, 520)), timeout=2)
+
+
+def keyframe_payload(picture_id: int, width: int, height: int) -> bytes:
+    """A key frame's first packet whose VP8 header carries its resolution (RFC 6386 section 9.1)."""
+    descriptor = bytes([0x90, 0x80, 0x80 | (picture_id >> 8) & 0x7F, picture_id & 0xFF])
+    header = b"\x50\x2d\x01\x9d\x01\x2a" + width.to_bytes(2, "little") + height.to_bytes(2, "little")
+    return descriptor + header + bytes(600)
+
+
+async def test_video_preference_moves_the_subscriber_down_and_dynacast_pauses_unwanted_layers(
+    server: MediaServer,
+) -> None:
+    closed: list[str] = []
+    pub, pub_t = await connect_peer(server, closed)
+    sub, sub_t = await connect_peer(server, closed)
+    router = server.create_router()
+    told: list[tuple[float, dict[str, object]]] = []
+    producer = router.add_producer(pub_t, ProducerParams(
+        kind=MediaKind.VIDEO, mid="1", codecs=(VP8,), header_extensions=dict(TCC),
+        encodings=(Encoding(rid="q", ssrc=10), Encoding(rid="h", ssrc=20), Encoding(rid="f", ssrc=30))),
+        PublishedTrackEvents(lambda m: told.append((server.now(), m)), "tr_pub"))
+    consumer = router.add_consumer(sub_t, producer, ConsumerParams(
+        kind=MediaKind.VIDEO, mid="0", codec=VP8, ssrc=5000, header_extensions=dict(TCC)))
+    sizes = {10: (320, 180), 20: (640, 360), 30: (1280, 720)}
+    writers = {ssrc: EgressWriter(ssrc, 96, transport_cc_id=3) for ssrc in sizes}
+    active = {10: True, 20: True, 30: True}  # what the publisher encodes, as it obeys layers_wanted
+
+    async def publish() -> None:
+        for i in itertools.count():
+            for layer, (ssrc, (w, h)) in enumerate(sizes.items()):
+                if not active[ssrc]:
+                    continue
+                pid = 500 * layer + i
+                payload = keyframe_payload(pid, w, h) if i % 10 == 0 else vp8_payload(pid, False)
+                pub.transport.send_rtp(writers[ssrc].build(marker=True, seq=1000 * layer + i, ts=3000 * i,
+                                                           tcc_seq=3 * i + layer, payload=payload))
+            await asyncio.sleep(0.03)
+
+    def received_sizes() -> list[tuple[int, int] | None]:
+        return [vp8.keyframe_size(p.data[p.payload_offset : p.payload_end]) for p in sub.rtp]
+
+    sender = asyncio.create_task(publish())
+    try:
+        # No preference: the highest layer, whose keyframes say 1280x720.
+        await wait_for(lambda: (1280, 720) in received_sizes(), timeout=5)
+        assert producer.layer_sizes() == [(320, 180), (640, 360), (1280, 720)]  # measured, not assumed
+        # A 400x225 tile needs 640x360: the subscriber moves to h at its next keyframe.
+        mark = len(sub.rtp)
+        started = server.now()
+        consumer.set_preference((400, 225), visible=True, now=started)
+        await wait_for(lambda: (640, 360) in received_sizes()[mark:], timeout=3)
+        switched = next(i for i, s in enumerate(received_sizes()) if i >= mark and s == (640, 360))
+        assert all(s in (None, (640, 360)) for s in received_sizes()[switched:])
+        assert {p.ssrc for p in sub.rtp} == {5000}  # one stream for the subscriber across the switch
+        # Nobody wants f any more: after 5 s of flowing unwanted the publisher is told to stop it.
+        await wait_for(lambda: bool(told), timeout=8)
+        at, message = told[0]
+        assert message == {"type": "layers_wanted", "track_id": "tr_pub", "layers": ["q", "h"],
+                           "active": [True, True, False]}
+        assert 5.0 <= at - started <= 6.5, at - started
+        active[30] = False
+        # A full-screen view wants f again: resumed at once (no debounce), and forwarded once it flows.
+        mark = len(sub.rtp)
+        consumer.set_preference((1920, 1080), visible=True, now=server.now())
+        assert told[-1][1]["layers"] == ["q", "h", "f"]
+        active[30] = True
+        await wait_for(lambda: (1280, 720) in received_sizes()[mark:], timeout=3)
+        # Hidden: the subscriber gets no video and hears why; only q stays wanted after the delay.
+        consumer.set_preference(None, visible=False, now=server.now())
+        assert consumer.paused and consumer.pause_reason.value == "not_visible"
+        mark = len(sub.rtp)
+        await asyncio.sleep(0.3)
+        assert len(sub.rtp) == mark
+    finally:
+        sender.cancel()
+    assert closed == []
