@@ -55,8 +55,13 @@ class Connection:
         rng: random.Random,
         wallclock_offset: float,
         on_closed: Callable[[str], None],
+        send_clock: Callable[[], float] | None = None,
     ) -> None:
         self.transport: WebRtcTransport | None = None
+        # Send times for transport-wide feedback must be when a packet really leaves: the forwarding path's
+        # `now` is the ingress packet's kernel arrival time, and the event loop's varying lag between the
+        # two would read as queueing delay on the subscriber's path (and as a slow probe). None: use `now`.
+        self._send_clock = send_clock
         self._stats = stats
         self._wallclock_offset = wallclock_offset  # monotonic `now` + offset = Unix time
         self._on_closed = on_closed
@@ -233,7 +238,14 @@ class Connection:
         transport = self.transport
         if transport is None:
             return
-        self.twcc_out.on_sent(tcc_seq, len(data), now=now)
+        if self._send_clock is not None:
+            now = self._send_clock()
+        cluster = self.downlink.sending_cluster
+        if cluster is None:
+            self.twcc_out.on_sent(tcc_seq, len(data), now=now)
+        else:  # media sent while a probe cluster goes out is part of it (padding only tops it up)
+            self.twcc_out.on_sent(tcc_seq, len(data), now=now, probe_cluster=cluster)
+            self.downlink.on_media_sent(len(data), now=now)
         transport.send_rtp(data)
 
     def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None:
@@ -241,6 +253,8 @@ class Connection:
         transport = self.transport
         if transport is None:
             return
+        if self._send_clock is not None:
+            now = self._send_clock()
         self.twcc_out.on_sent(tcc_seq, len(data), now=now, probe_cluster=cluster_id)
         transport.send_rtp(data)
 

@@ -102,6 +102,7 @@ class DownlinkAdapter:
         self.layer_switches = 0
         self._next_timer = 0.0
         self._probe: _Probe | None = None
+        self.sending_cluster: int | None = None  # read per packet by the connection: a plain attribute
         # Until video is first granted the estimate is only the start value plus what early probes proved:
         # a track it cannot fit keeps its lowest layer while the controller probes, instead of pausing at
         # every join. The fallback's 1.5 s rule still sends a link that really is too thin to audio-only.
@@ -197,11 +198,12 @@ class DownlinkAdapter:
                 stats.probes_succeeded += 1
             else:
                 stats.probes_failed += 1
-        if decision.probe is not None:
+        if decision.probe is not None and self._carrier() is not None:
             log.debug("probe start cluster=%d target_bps=%.0f packets=%d bytes=%d carrier=%s",
                      decision.probe.cluster_id, decision.probe.target_bps, decision.probe.min_packets,
                      decision.probe.min_bytes, self._carrier() is not None)
             self._probe = _Probe(decision.probe, now)
+            self.sending_cluster = decision.probe.cluster_id
             stats.probes_sent += 1
 
     def _set_audio_only(self, active: bool, reason: str, now: float) -> None:
@@ -231,13 +233,13 @@ class DownlinkAdapter:
         return p.started + p.bytes * 8.0 / p.cluster.target_bps
 
     def send_probes(self, *, now: float) -> float | None:
-        """Send the cluster's packets that are due by `now`; returns when the next one is due."""
+        """Top the cluster up with padding to its rate by `now`; returns when the next packet is due."""
         p = self._probe
         if p is None:
             return None
         carrier = self._carrier()
         if carrier is None:
-            self._probe = None  # nothing can carry padding: the prober times the cluster out
+            self._end_probe()  # nothing can carry padding: the prober times the cluster out
             return None
         c = p.cluster
         while p.packets < c.min_packets or p.bytes < c.min_bytes:
@@ -245,11 +247,26 @@ class DownlinkAdapter:
             if due > now:
                 return due
             size = carrier.send_padding(c.packet_size, c.cluster_id, now=now)
-            self.controller.on_probe_sent(c.cluster_id, size, now=now)
-            p.packets += 1
-            p.bytes += size
-        self._probe = None
+            self._count(p, size, now)
         return None
+
+    def on_media_sent(self, size: int, *, now: float) -> None:
+        """A media packet left while a cluster is being sent (the connection tagged it with the cluster)."""
+        p = self._probe
+        if p is not None:
+            self._count(p, size, now)
+
+    def _count(self, p: _Probe, size: int, now: float) -> None:
+        c = p.cluster
+        self.controller.on_probe_sent(c.cluster_id, size, now=now)
+        p.packets += 1
+        p.bytes += size
+        if p.packets >= c.min_packets and p.bytes >= c.min_bytes:
+            self._end_probe()
+
+    def _end_probe(self) -> None:
+        self._probe = None
+        self.sending_cluster = None
 
     def _carrier(self) -> Consumer | None:
         """A video consumer with RTX to carry padding; a paused one is as good as any (RTX is separate) except

@@ -123,7 +123,8 @@ class MediaServer:
             on_closed(reason)
 
         connection = Connection(stats=self.stats, rng=self._rng,
-                                wallclock_offset=time.time() - self.now(), on_closed=closed)
+                                wallclock_offset=time.time() - self.now(), on_closed=closed,
+                                send_clock=time.monotonic)
         transport = self._endpoint.create_transport(connection)
         holder.append(transport)
         connection.attach(transport)

@@ -47,6 +47,7 @@ class Subscriber:
         self._queue_free_at = 0.0
         self._pending: list[tuple[Sent, float | None]] = []  # with arrival time (None: dropped)
         self.received: list[tuple[float, int, bool]] = []  # (arrival, ssrc, padding)
+        self.adapter: DownlinkAdapter | None = None
 
     # EgressSink
     def next_tcc_seq(self) -> int:
@@ -54,7 +55,11 @@ class Subscriber:
         return self._tcc
 
     def send_rtp(self, data: bytes, tcc_seq: int, *, now: float) -> None:
-        self._link(Sent(tcc_seq, len(data), now, None, int.from_bytes(data[8:12], "big"), False))
+        # As the connection does: media sent during a probe cluster is part of it.
+        cluster = self.adapter.sending_cluster if self.adapter is not None else None
+        self._link(Sent(tcc_seq, len(data), now, cluster, int.from_bytes(data[8:12], "big"), False))
+        if self.adapter is not None and cluster is not None:
+            self.adapter.on_media_sent(len(data), now=now)
 
     def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None:
         self._link(Sent(tcc_seq, len(data), now, cluster_id, int.from_bytes(data[8:12], "big"), True))
@@ -142,6 +147,7 @@ class World:
         self.vc = self._consume(self.video, MediaKind.VIDEO, VP8, 7000, 7001)
         self.ac = self._consume(self.audio, MediaKind.AUDIO, OPUS, 8000, None)
         self.adapter = DownlinkAdapter(self.consumers, stats=self.stats, listener=self.events)
+        self.sub.adapter = self.adapter
         self.writers = [EgressWriter(1000 + i, 96) for i in range(len(layer_bps))]
         self.awriter = EgressWriter(2000, 111)
         self.seq = [0] * (len(layer_bps) + 1)
