@@ -8,6 +8,7 @@ the load tests; integration tests that must decode use `client.aiortc_participan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -394,6 +395,9 @@ class ReplaySession:
     async def close(self) -> None:
         if self._offers is not None:
             self._offers.cancel()
+            # Retrieve its outcome: an answer in flight when the server closes the socket raises there.
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, TimeoutError):
+                await self._offers
         await self.signalling.leave()
         await self.media.close()
 
