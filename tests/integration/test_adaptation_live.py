@@ -71,6 +71,8 @@ def audio_only_index(sub: Subscriber, active: bool) -> int | None:
     return hits[0] if hits else None
 
 
+# Timing on a shaped real link with other jobs on the same two cores: a rerun must pass in full.
+@pytest.mark.flaky(reruns=1)
 async def test_shaped_subscriber_falls_back_to_audio_and_recovers(confidant: RunningServer) -> None:
     status, body = await confidant.rest("POST", "/v1/rooms", {"kind": "individual", "waiting_room": False})
     assert status == 201, body

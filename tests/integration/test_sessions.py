@@ -120,6 +120,9 @@ async def test_couples_leave_rejoin_and_full_room(confidant: RunningServer) -> N
         await close_all(people)
 
 
+# Seven encoders and 42 decoders on two cores: passes on an idle machine, misses 20 fps when other jobs
+# share the cores. A rerun must pass in full.
+@pytest.mark.flaky(reruns=2)
 async def test_family_session_of_seven(confidant: RunningServer) -> None:
     """Seven participants, one process each (aiortc's encoders and decoders in one process would share one
     GIL and fall behind real time), 160x120 frames to keep 7 encoders and 42 decoders cheap."""
