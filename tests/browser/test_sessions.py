@@ -139,7 +139,8 @@ async def test_family_session_three_browsers_two_aiortc(server: ServerProcess, l
     peers = [
         AiortcPeer(
             server.base_url.replace("http", "ws") + "/ws", await server.token(room, f"p-bot-{i}", "client"),
-            video_size=(320, 180),  # thumbnails, as the SDK's adaptive stream would report them
+            # No video_preference: an aiortc subscriber switched down to a smaller layer by one keeps failing
+            # to decode VP8 (it never asks for a keyframe); browsers switch fine. Under investigation.
         )
         for i in range(2)
     ]
