@@ -100,14 +100,20 @@ class AiortcPeer:
                     await self._request({"type": "video_preference", "track_id": t["track_id"],
                                          "max_width": self.video_size[0], "max_height": self.video_size[1]})
 
-    def _on_track(self, track: Any) -> None:
+    def _key(self, track: Any) -> tuple[str, str]:
         mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)
-        key = self._mids.get(mid or "", (f"mid-{mid}", track.kind))
+        return self._mids.get(mid or "", (f"mid-{mid}", track.kind))
 
+    def _on_track(self, track: Any) -> None:
         async def drain() -> None:
+            # The sender is looked up per frame until known: aiortc may announce a track before its
+            # transceiver's mid is set, and such frames must still count for the right participant.
+            key: tuple[str, str] | None = None
             with contextlib.suppress(MediaStreamError):
                 while True:
                     await track.recv()
+                    if key is None or key[0].startswith("mid-"):
+                        key = self._key(track)
                     self.frames[key] = self.frames.get(key, 0) + 1
 
         self._tasks.append(asyncio.create_task(drain()))
