@@ -55,6 +55,10 @@ class StreamCounter:
     def clock_rate(self) -> int:
         return AUDIO_CLOCK if self.kind == "audio" else VIDEO_CLOCK
 
+    @property
+    def jitter_s(self) -> float:
+        return self.jitter / self.clock_rate
+
     def on_packet(self, seq: int, size: int, now: float, ts: int = 0) -> None:
         transit = now * self.clock_rate - ts
         if self.last_transit is not None:

@@ -30,9 +30,8 @@ from typing import Any
 
 import aiohttp
 
-from client.media import AUDIO_CLOCK, VIDEO_CLOCK, Clip, load_clip
-from client.replay import ReplayParticipant, ReplaySession, StreamCounter
-from sfu.rtp import RtpError, parse_rtp
+from client.media import Clip, load_clip
+from client.replay import ReplayParticipant, ReplaySession
 
 FIRST_MEDIA_TIMEOUT = 10.0
 Emit = Callable[..., None]
@@ -50,47 +49,8 @@ def emit_json(name: str, value: float, length: int = 0, error: str | None = None
     print(json.dumps({"name": name, "value": round(value, 3), "length": length, "error": error}), flush=True)
 
 
-@dataclass
-class Jitter:
-    """RFC 3550 section 6.4.1 interarrival jitter of one stream, in seconds."""
-
-    clock: int
-    value: float = 0.0
-    last: tuple[float, int] | None = None
-
-    def on_packet(self, ts: int, now: float) -> None:
-        if self.last is not None:
-            elapsed_ts = ((ts - self.last[1] + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            d = (now - self.last[0]) - elapsed_ts / self.clock
-            self.value += (abs(d) - self.value) / 16
-        self.last = (now, ts)
-
-
 class LoadParticipant(ReplaySession):
-    """A replay session that also measures jitter and pauses between join and publish (waiting room)."""
-
-    def __init__(self, ws_url: str, token: str, clip: Clip, *, host: str, publish: bool = True) -> None:
-        super().__init__(ws_url, token, clip, host=host, publish=publish)
-        self.jitter: dict[int, Jitter] = {}
-        media = self.media
-
-        def rtp_received(data: bytes, *, now: float) -> None:
-            # ReplayParticipant.rtp_received plus jitter, parsing each packet once (the client must stay cheap).
-            try:
-                pkt = parse_rtp(data, media._ext_ids)
-            except RtpError:
-                return
-            if pkt.tcc_seq is not None and media._twcc is not None:
-                media._twcc.record(pkt.tcc_seq, now=now)
-            counter = media.received.get(pkt.ssrc)
-            if counter is None:
-                kind = media._kinds.get(pkt.ssrc, "unknown")
-                counter = media.received[pkt.ssrc] = StreamCounter(kind)
-                self.jitter[pkt.ssrc] = Jitter(AUDIO_CLOCK if kind == "audio" else VIDEO_CLOCK)
-            counter.on_packet(pkt.seq, len(data), now)
-            self.jitter[pkt.ssrc].on_packet(pkt.ts, now)
-
-        media.rtp_received = rtp_received  # type: ignore[method-assign]
+    """A replay session that can pause between join and publish (waiting room)."""
 
     async def join_only(self) -> dict[str, Any]:
         await self.signalling.connect()
@@ -231,7 +191,7 @@ class Session:
         self.emit("received_kbps", (end.bytes - start.bytes) * 8 / seconds / 1000, end.bytes - start.bytes,
                   error="no media in the window" if packets == 0 else None)
         self.emit("loss_percent", 100 * lost / max(1, packets + lost), lost)
-        self.emit("jitter_ms", 1000 * max((j.value for j in p.jitter.values()), default=0.0))
+        self.emit("jitter_ms", 1000 * max((c.jitter_s for c in p.media.received.values()), default=0.0))
         self.emit("freezes", end.freezes - start.freezes,
                   int(1000 * max((c.max_gap for c in p.media.received.values() if c.kind == "video"), default=0)))
         self.windows[id(p)] = end
