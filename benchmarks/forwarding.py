@@ -20,8 +20,6 @@ import contextlib
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -34,9 +32,9 @@ sys.path.insert(0, ROOT)
 
 from client.media import load_clip
 from client.replay import ReplaySession
+from loadtests.server import start as start_server
 from signalling.tokens import mint_token
 
-API_KEY, API_SECRET = "bench", "bench-secret-0123456789abcdef0123"
 HOST = "127.0.0.1"
 
 
@@ -52,12 +50,6 @@ class Result:
     us_per_ingress_packet: float
     subscriber_loss_fraction: float
     rss_mb: float
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def metric_sum(text: str, name: str) -> float:
@@ -77,28 +69,18 @@ async def scrape(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
 
 
 async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, rooms: int = 1) -> Result:
-    http_port, udp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    env = dict(os.environ, CONFIDANT_API_KEY=API_KEY, CONFIDANT_API_SECRET=API_SECRET,
-               CONFIDANT_MAX_OBSERVERS=str(max_observers), CONFIDANT_LOG_LEVEL="warning",
-               CONFIDANT_ANNOUNCED_IPS=HOST)
-    profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-    server = subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is measured
-        [sys.executable, *profile, "-m", "signalling", "--http-host", HOST, "--http-port", str(http_port),
-         "--udp-host", HOST, "--udp-port", str(udp_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    pin = (os.cpu_count() or 1) >= 2
+    server = start_server(HOST, env={"CONFIDANT_MAX_OBSERVERS": str(max_observers)}, cpu=1 if pin else None)
     sessions: list[ReplaySession] = []
     try:
-        assert server.stdout is not None
-        server.stdout.readline()  # "confidant listening on ..."
-        proc = psutil.Process(server.pid)
-        if (os.cpu_count() or 1) >= 2:
-            proc.cpu_affinity([1])
+        proc = psutil.Process(server.process.pid)
+        if pin:
             os.sched_setaffinity(0, {0})
-        base = f"http://{HOST}:{http_port}"
-        auth = {"Authorization": f"Bearer {API_KEY}:{API_SECRET}"}
+        base = server.base
+        auth = {"Authorization": f"Bearer {server.key}:{server.secret}"}
         clip = load_clip()
         async with aiohttp.ClientSession(headers=auth) as http:
-            ws = f"ws://{HOST}:{http_port}/ws"
+            ws = base.replace("http", "ws", 1) + "/ws"
             subscribers: list[ReplaySession] = []
             for _ in range(rooms):
                 async with http.post(f"{base}/v1/rooms", json={"kind": "family", "max_observers": max(0, n - 6),
@@ -107,7 +89,7 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, 
                     assert r.status == 201, room
 
                 def token(pid: str, role: str, room_id: str = room["id"]) -> str:
-                    return mint_token(api_key=API_KEY, api_secret=API_SECRET, room_id=room_id, participant_id=pid,
+                    return mint_token(api_key=server.key, api_secret=server.secret, room_id=room_id, participant_id=pid,
                                       role=role)
 
                 publisher = ReplaySession(ws, token("pub", "therapist"), clip, host=HOST, publish=True)
@@ -147,11 +129,7 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, 
         for s in sessions:
             with contextlib.suppress(OSError, ConnectionError, TimeoutError):
                 await asyncio.wait_for(s.close(), 5)
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
 
 
 def main() -> None:
