@@ -79,15 +79,21 @@ class AllocatorConfig:
     grace_floor: float = 0.75
 
 
+# One track's choice while computing: (layer, bitrate_bps, paused, over_budget). Plain tuples, because the
+# allocator runs about 20 times a second per subscriber and most candidates are never committed.
+_Pick = tuple[int | None, float, PauseReason | None, bool]
+
+
 class Allocator:
     """Chooses one layer per video track for one subscriber."""
 
-    __slots__ = ("_cfg", "_committed", "_committed_estimate", "_last_downgrade")
+    __slots__ = ("_cfg", "_committed", "_committed_estimate", "_committed_layers", "_last_downgrade")
 
     def __init__(self, config: AllocatorConfig = AllocatorConfig()) -> None:
         self._cfg = config
         self._committed: Allocation | None = None
         self._committed_estimate = 0.0
+        self._committed_layers: dict[str, int | None] = {}  # of `_committed`, by track id
         self._last_downgrade: dict[str, float] = {}
 
     @property
@@ -113,31 +119,54 @@ class Allocator:
         how long (the fallback pauses video 1.5 s later).
         """
         previous = self._committed
-        candidate = self._compute(estimate_bps, audio_bps, tracks, now, probe_proved_bps, audio_only, grace)
+        order = _priority_order(tracks)
+        picks = self._pick(estimate_bps, audio_bps, tracks, order, now, probe_proved_bps, audio_only, grace)
+        video = sum(p[1] for p in picks)
         if (
             previous is not None
             and probe_proved_bps is None
-            and self._keep(previous, candidate, tracks)
-            and self._estimate_driven(candidate, audio_bps, tracks, now, audio_only, grace)
+            and self._keep(previous, estimate_bps, audio_bps, tracks, picks)
+            and self._estimate_driven(picks, estimate_bps, audio_bps, tracks, order, now, audio_only, grace)
         ):
-            candidate = self._refresh(previous, estimate_bps, audio_bps, tracks, candidate.probe_goal_bps)
+            probe_goal = self._probe_goal(picks, video, audio_bps, tracks, order, audio_only)
+            candidate = self._refresh(previous, estimate_bps, audio_bps, tracks, probe_goal)
         else:
             self._committed_estimate = estimate_bps
-        self._commit(previous, candidate, now)
+            candidate = Allocation(
+                tuple(
+                    TrackAllocation(track.track_id, layer, bitrate, paused, over)
+                    for track, (layer, bitrate, paused, over) in zip(tracks, picks)
+                ),
+                estimate_bps,
+                audio_bps,
+                video,
+                self._probe_goal(picks, video, audio_bps, tracks, order, audio_only),
+            )
+        self._commit(candidate, now)
         return candidate
 
-    def _keep(self, previous: Allocation, candidate: Allocation, tracks: Sequence[VideoTrack]) -> bool:
+    def _keep(
+        self,
+        previous: Allocation,
+        estimate_bps: float,
+        audio_bps: float,
+        tracks: Sequence[VideoTrack],
+        picks: list[_Pick],
+    ) -> bool:
         """Whether the previous layers stand: same tracks, they still fit, and the estimate barely moved."""
-        if [t.track_id for t in previous.tracks] != [t.track_id for t in candidate.tracks]:
+        kept = previous.tracks
+        if len(kept) != len(tracks) or any(p.track_id != t.track_id for p, t in zip(kept, tracks)):
             return False
-        if any(p.paused is PauseReason.NO_LAYER_FLOWING for p in previous.tracks):
-            return False
-        if any(p.paused is PauseReason.AUDIO_ONLY for p in previous.tracks) != any(
-            c.paused is PauseReason.AUDIO_ONLY for c in candidate.tracks
-        ):
-            return False
+        audio_only = False
         video = 0.0
-        for p, track in zip(previous.tracks, tracks):
+        for p in kept:
+            paused = p.paused
+            if paused is PauseReason.NO_LAYER_FLOWING:
+                return False
+            audio_only |= paused is PauseReason.AUDIO_ONLY
+        if audio_only != any(pick[2] is PauseReason.AUDIO_ONLY for pick in picks):
+            return False
+        for p, track in zip(kept, tracks):
             if p.layer is not None:
                 if p.layer >= len(track.layers):
                     return False
@@ -145,26 +174,31 @@ class Allocator:
                 if layer.flowing_since is None:
                     return False
                 video += layer.bitrate_bps
-        if video > candidate.estimate_bps - candidate.audio_bps:
+        if video > estimate_bps - audio_bps:
             return False  # must go down now: never exceed the estimate
-        if any(p.over_budget for p in previous.tracks):
+        if any(p.over_budget for p in kept):
             return False
-        moved = abs(candidate.estimate_bps - self._committed_estimate)
+        moved = abs(estimate_bps - self._committed_estimate)
         return moved < self._cfg.estimate_deadband * max(self._committed_estimate, 1.0)
 
     def _estimate_driven(
         self,
-        candidate: Allocation,
+        picks: list[_Pick],
+        estimate_bps: float,
         audio_bps: float,
         tracks: Sequence[VideoTrack],
+        order: Sequence[int],
         now: float,
         audio_only: bool,
         grace: bool,
     ) -> bool:
         """Whether the candidate differs from what the committed estimate would give now (the dead-band's
         business), rather than for another reason such as a layer that has now flowed long enough."""
-        baseline = self._compute(self._committed_estimate, audio_bps, tracks, now, None, audio_only, grace)
-        return [t.layer for t in baseline.tracks] != [t.layer for t in candidate.tracks]
+        committed = self._committed_estimate
+        if committed == estimate_bps:
+            return False  # the same inputs give the same choice
+        baseline = self._pick(committed, audio_bps, tracks, order, now, None, audio_only, grace)
+        return any(b[0] != c[0] for b, c in zip(baseline, picks))
 
     @staticmethod
     def _refresh(
@@ -185,100 +219,122 @@ class Allocator:
         )
         return Allocation(kept, estimate_bps, audio_bps, sum(t.bitrate_bps for t in kept), probe_goal_bps)
 
-    def _compute(
+    def _pick(
         self,
         estimate_bps: float,
         audio_bps: float,
         tracks: Sequence[VideoTrack],
+        order: Sequence[int],
         now: float,
         probe_proved_bps: float | None,
         audio_only: bool,
         grace: bool,
-    ) -> Allocation:
+    ) -> list[_Pick]:
+        """Each track's choice, in track order."""
+        if audio_only:
+            return [(None, 0.0, PauseReason.AUDIO_ONLY, False)] * len(tracks)
         cfg = self._cfg
-        order = sorted(range(len(tracks)), key=lambda i: tracks[i].priority)
-        chosen: list[TrackAllocation | None] = [None] * len(tracks)
+        min_flowing = cfg.min_flowing_s
+        grace_floor = cfg.grace_floor
+        hold_s = cfg.upgrade_hold_after_downgrade_s
+        last_downgrade = self._last_downgrade
+        prev_layers = self._committed_layers
+        chosen: list[_Pick] = [_NO_PICK] * len(tracks)
         remaining = estimate_bps - audio_bps
-        probe_goal: float | None = None
-        previous = self._committed
-        prev_layers = {t.track_id: t.layer for t in previous.tracks} if previous is not None else {}
         for i in order:
             track = tracks[i]
-            if audio_only:
-                chosen[i] = TrackAllocation(track.track_id, None, 0.0, PauseReason.AUDIO_ONLY)
-                continue
-            current = prev_layers.get(track.track_id)
-            held = now - self._last_downgrade.get(track.track_id, -1e18) < cfg.upgrade_hold_after_downgrade_s
+            track_id = track.track_id
+            current = prev_layers.get(track_id)
             best: int | None = None
-            any_flowing = False
-            for idx, layer in enumerate(track.layers):
-                if layer.flowing_since is None:
+            lowest: int | None = None
+            idx = 0
+            for layer in track.layers:
+                since = layer.flowing_since
+                if since is None:
+                    idx += 1
                     continue
-                any_flowing = True
-                if layer.bitrate_bps > remaining:
+                if lowest is None:
+                    lowest = idx
+                bitrate = layer.bitrate_bps
+                if bitrate > remaining:
                     break
-                is_up = current is None or idx > current
-                if is_up and current is not None and now - layer.flowing_since < cfg.min_flowing_s:
-                    continue
-                if is_up and current is not None and held:
-                    proved = (
+                if current is not None and idx > current:
+                    if now - since < min_flowing:
+                        idx += 1
+                        continue
+                    # held: a downgrade less than upgrade_hold_after_downgrade_s ago
+                    if now - last_downgrade.get(track_id, -1e18) < hold_s and not (
                         probe_proved_bps is not None
-                        and estimate_bps - remaining + layer.bitrate_bps <= (probe_proved_bps)
-                    )
-                    if not proved:
+                        and estimate_bps - remaining + bitrate <= probe_proved_bps
+                    ):
+                        idx += 1
                         continue
                 best = idx
-            lowest = next(
-                (j for j, layer in enumerate(track.layers) if layer.flowing_since is not None), None
-            )
-            if (
-                best is None
-                and grace
-                and current is not None
-                and lowest is not None
-                and remaining >= cfg.grace_floor * track.layers[lowest].bitrate_bps
-            ):
-                bitrate = track.layers[lowest].bitrate_bps
-                remaining -= bitrate
-                chosen[i] = TrackAllocation(track.track_id, lowest, bitrate, over_budget=True)
-            elif best is None:
-                reason = PauseReason.INSUFFICIENT_BANDWIDTH if any_flowing else PauseReason.NO_LAYER_FLOWING
-                chosen[i] = TrackAllocation(track.track_id, None, 0.0, reason)
-            else:
+                idx += 1
+            if best is not None:
                 bitrate = track.layers[best].bitrate_bps
                 remaining -= bitrate
-                chosen[i] = TrackAllocation(track.track_id, best, bitrate)
-        allocations = tuple(a for a in chosen if a is not None)
-        video = sum(a.bitrate_bps for a in allocations)
-        if any(a.over_budget for a in allocations):
-            probe_goal = audio_bps + video  # first prove that what is sent fits
-        elif not audio_only:
-            # The next step up: the highest-priority track that could go one layer higher.
-            for i in order:
-                a = allocations[i]
-                nxt = self._next_layer(tracks[i], a.layer)
-                if nxt is not None:
-                    probe_goal = audio_bps + video - a.bitrate_bps + nxt
-                    break
-        return Allocation(allocations, estimate_bps, audio_bps, video, probe_goal)
+                chosen[i] = (best, bitrate, None, False)
+                continue
+            if lowest is None:
+                # no layer flowing (a break above skipped none: the lowest flowing one is seen first)
+                chosen[i] = (None, 0.0, PauseReason.NO_LAYER_FLOWING, False)
+                continue
+            bitrate = track.layers[lowest].bitrate_bps
+            if grace and current is not None and remaining >= grace_floor * bitrate:
+                remaining -= bitrate
+                chosen[i] = (lowest, bitrate, None, True)
+            else:
+                chosen[i] = (None, 0.0, PauseReason.INSUFFICIENT_BANDWIDTH, False)
+        return chosen
 
     @staticmethod
-    def _next_layer(track: VideoTrack, current: int | None) -> float | None:
-        start = 0 if current is None else current + 1
-        for layer in track.layers[start:]:
-            if layer.flowing_since is not None:
-                return layer.bitrate_bps
+    def _probe_goal(
+        picks: list[_Pick],
+        video: float,
+        audio_bps: float,
+        tracks: Sequence[VideoTrack],
+        order: Sequence[int],
+        audio_only: bool,
+    ) -> float | None:
+        if any(p[3] for p in picks):
+            return audio_bps + video  # first prove that what is sent fits
+        if audio_only:
+            return None
+        # The next step up: the highest-priority track that could go one layer higher.
+        for i in order:
+            layer, bitrate, _, _ = picks[i]
+            start = 0 if layer is None else layer + 1
+            for above in tracks[i].layers[start:]:
+                if above.flowing_since is not None:
+                    return audio_bps + video - bitrate + above.bitrate_bps
         return None
 
-    def _commit(self, previous: Allocation | None, new: Allocation, now: float) -> None:
-        if previous is not None:
-            before = {t.track_id: t.layer for t in previous.tracks}
-            for t in new.tracks:
+    def _commit(self, new: Allocation, now: float) -> None:
+        before = self._committed_layers
+        layers: dict[str, int | None] = {}
+        for t in new.tracks:
+            layer = t.layer
+            if self._committed is not None:
                 old = before.get(t.track_id)
                 if (
                     old is not None
-                    and (t.layer is None or t.layer < old)
+                    and (layer is None or layer < old)
                     and t.paused is not PauseReason.AUDIO_ONLY
                 ):
                     self._last_downgrade[t.track_id] = now
+            layers[t.track_id] = layer
         self._committed = new
+        self._committed_layers = layers
+
+
+_NO_PICK: _Pick = (None, 0.0, None, False)
+
+
+def _priority_order(tracks: Sequence[VideoTrack]) -> Sequence[int]:
+    """Track indices, highest priority (lowest value) first; ties keep the subscription order."""
+    n = len(tracks)
+    for i in range(1, n):
+        if tracks[i].priority < tracks[i - 1].priority:
+            return sorted(range(n), key=lambda i: tracks[i].priority)
+    return range(n)
