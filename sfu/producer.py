@@ -219,6 +219,7 @@ class Producer:
             if pkt.pt not in self._codecs_by_pt:
                 self._stats.drop(DropReason.UNKNOWN_PAYLOAD_TYPE)
                 return
+        newest_before = stream.seq.highest
         ext_seq = stream.seq.unwrap(seq)
         ext_ts = stream.ts.unwrap(pkt.ts)
         payload = memoryview(pkt.data)[payload_offset : pkt.payload_end]
@@ -252,8 +253,14 @@ class Producer:
                 stream.resumed_at = None
             else:
                 self.request_keyframe(stream.layer, now=now)
+        # A consumer may start a layer only on a keyframe that is the newest packet of its stream. An older
+        # copy (an RTX retransmission, Chrome's RTX probes resending a recent packet, a reordered packet)
+        # comes after later packets that a consumer waiting for a keyframe dropped or never saw: starting
+        # there leaves a hole in its output that no retransmission can fill, and a receiver that assembles
+        # frames in sequence order (aiortc) then decodes nothing.
+        switch_point = keyframe and (newest_before is None or ext_seq > newest_before)
         for consumer in self.consumers:
-            consumer.forward(pkt, payload, stream.layer, ext_seq, ext_ts, keyframe, now=now)
+            consumer.forward(pkt, payload, stream.layer, ext_seq, ext_ts, switch_point, now=now)
 
     def _update_receive_stats(self, stream: RecvStream, ext_seq: int, ts: int, now: float) -> None:
         if stream.base_ext_seq is None:
