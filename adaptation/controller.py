@@ -51,6 +51,7 @@ class DownlinkController:
     __slots__ = (
         "_audio_bps",
         "_headroom",
+        "_lowest_bps",
         "_path_bps",
         "_tracks",
         "_trial",
@@ -74,11 +75,13 @@ class DownlinkController:
         self._path_bps: float | None = None
         self._audio_bps = 0.0
         self._tracks: tuple[VideoTrack, ...] = ()
+        self._lowest_bps: float | None = None  # `_lowest_layer_bps` of `_tracks`, kept with them
 
     def set_media(self, audio_bps: float, tracks: Sequence[VideoTrack]) -> None:
         """The measured audio rate and the subscribed video tracks' measured layers."""
         self._audio_bps = audio_bps
         self._tracks = tuple(tracks)
+        self._lowest_bps = _lowest_layer_bps(self._tracks)
 
     def on_feedback(self, results: Sequence[PacketResult], *, now: float) -> Decision:
         self.estimator.on_packet_results(results, now=now)
@@ -109,7 +112,7 @@ class DownlinkController:
                 events.append(event)
         audio = self._audio_bps
         target = estimator.target_bps
-        lowest = self._lowest_layer_bps()
+        lowest = self._lowest_bps
         previous = self.allocator.current
         if lowest is not None:
             # While congested, what the path delivers is the better measure of what fits (the target
@@ -131,31 +134,34 @@ class DownlinkController:
             grace=fallback.state is FallbackState.VIDEO,
         )
         self._judge_up_switch(previous, allocation, proved, now)
-        probe = self._plan_probe(allocation, lowest, now)
+        total = allocation.total_bps
+        probe = self._plan_probe(allocation, total, lowest, now)
         if probe is not None and fallback.state is FallbackState.AUDIO_ONLY:
             events.append(fallback.on_probe_started(probe, now=now))
         return Decision(
-            allocation=allocation,
-            target_bps=target,
-            pacing_bps=self._pacing_bps(target, allocation),
-            state=estimator.state,
-            fallback=fallback.state,
-            probe=probe,
-            probe_result=result,
-            events=tuple(events),
+            allocation,
+            target,
+            self._pacing_bps(target, total),
+            estimator.state,
+            fallback.state,
+            probe,
+            result,
+            tuple(events),
         )
 
-    def _pacing_bps(self, target: float, allocation: Allocation) -> float:
-        rate = min(target, self._headroom * allocation.total_bps)
+    def _pacing_bps(self, target: float, total_bps: float) -> float:
+        rate = min(target, self._headroom * total_bps)
         if self._path_bps is not None:
             rate = min(rate, self._path_bps)
-        return max(rate, allocation.total_bps)
+        return max(rate, total_bps)
 
     def _judge_up_switch(
         self, previous: Allocation | None, allocation: Allocation, proved: float | None, now: float
     ) -> None:
         if previous is None:
             return
+        if self._trial is None and proved is None:
+            return  # nothing to start and no trial to judge
         before = {t.track_id: t.layer for t in previous.tracks}
         went_up = went_down = False
         for t in allocation.tracks:
@@ -176,30 +182,37 @@ class DownlinkController:
                 self.prober.on_up_switch_held()
                 self._trial = None
 
-    def _plan_probe(self, allocation: Allocation, lowest: float | None, now: float) -> ProbeCluster | None:
+    def _plan_probe(
+        self, allocation: Allocation, total_bps: float, lowest: float | None, now: float
+    ) -> ProbeCluster | None:
         if self.prober.in_flight or self.estimator.state is CongestionState.CONGESTED:
             return None
         urgent = False
         if self.fallback.state is FallbackState.VIDEO:
             goal = allocation.probe_goal_bps
+            if goal is None:
+                return None
             # video is wanted but short of the estimate: kept on grace, or stopped for lack of bandwidth
-            urgent = any(
-                t.over_budget or t.paused is PauseReason.INSUFFICIENT_BANDWIDTH for t in allocation.tracks
-            )
+            for t in allocation.tracks:
+                if t.over_budget or t.paused is PauseReason.INSUFFICIENT_BANDWIDTH:
+                    urgent = True
+                    break
         elif lowest is not None:
             goal = self.fallback.probe_goal(self._audio_bps, lowest, now=now)
         else:
             goal = None
         if goal is None:
             return None
-        return self.prober.plan(goal, allocation.total_bps, now=now, urgent=urgent)
+        return self.prober.plan(goal, total_bps, now=now, urgent=urgent)
 
-    def _lowest_layer_bps(self) -> float | None:
-        best: VideoTrack | None = None
-        for track in self._tracks:
-            flowing = any(layer.flowing_since is not None for layer in track.layers)
-            if flowing and (best is None or track.priority < best.priority):
-                best = track
-        if best is None:
-            return None
-        return next(layer.bitrate_bps for layer in best.layers if layer.flowing_since is not None)
+
+def _lowest_layer_bps(tracks: Sequence[VideoTrack]) -> float | None:
+    """The lowest flowing layer of the highest-priority track that has one: what video needs at least."""
+    best: VideoTrack | None = None
+    for track in tracks:
+        flowing = any(layer.flowing_since is not None for layer in track.layers)
+        if flowing and (best is None or track.priority < best.priority):
+            best = track
+    if best is None:
+        return None
+    return next(layer.bitrate_bps for layer in best.layers if layer.flowing_since is not None)
