@@ -90,42 +90,54 @@ class Trendline:
 
     def update(self, recv_delta_ms: float, send_delta_ms: float, arrival_ms: float) -> BandwidthUsage:
         """Feed one inter-group delta; returns the detector's hypothesis."""
+        # Runs once per packet group of every subscriber: state is read into locals and written back once.
         cfg = self._cfg
         delta_ms = recv_delta_ms - send_delta_ms
-        if self._num_deltas < 1000:
-            self._num_deltas += 1
-        if self._first_arrival_ms is None:
-            self._first_arrival_ms = arrival_ms
-        self._accumulated += delta_ms
-        self._smoothed = cfg.smoothing * self._smoothed + (1.0 - cfg.smoothing) * self._accumulated
+        num_deltas = self._num_deltas
+        if num_deltas < 1000:
+            num_deltas += 1
+            self._num_deltas = num_deltas
+        first = self._first_arrival_ms
+        if first is None:
+            first = self._first_arrival_ms = arrival_ms
+        accumulated = self._accumulated + delta_ms
+        self._accumulated = accumulated
+        smoothing = cfg.smoothing
+        y = self._smoothed = smoothing * self._smoothed + (1.0 - smoothing) * accumulated
 
-        x = arrival_ms - self._first_arrival_ms - self._x0
-        y = self._smoothed
+        x = arrival_ms - first - self._x0
         xs, ys = self._xs, self._ys
         xs.append(x)
         ys.append(y)
-        self._sx += x
-        self._sy += y
-        self._sxx += x * x
-        self._sxy += x * y
-        if len(xs) > cfg.window_size:
+        sx = self._sx + x
+        sy = self._sy + y
+        sxx = self._sxx + x * x
+        sxy = self._sxy + x * y
+        window = cfg.window_size
+        n = len(xs)
+        if n > window:
             ox = xs.popleft()
             oy = ys.popleft()
-            self._sx -= ox
-            self._sy -= oy
-            self._sxx -= ox * ox
-            self._sxy -= ox * oy
+            sx -= ox
+            sy -= oy
+            sxx -= ox * ox
+            sxy -= ox * oy
+            n -= 1
+        self._sx, self._sy, self._sxx, self._sxy = sx, sy, sxx, sxy
         self._since_rebuild += 1
         if self._since_rebuild >= _REBUILD_EVERY:
             self._rebuild()
+            sx, sy, sxx, sxy = self._sx, self._sy, self._sxx, self._sxy
 
         trend = self._prev_trend
-        n = len(xs)
-        if n == cfg.window_size:
-            den = n * self._sxx - self._sx * self._sx
+        if n == window:
+            den = n * sxx - sx * sx
             if den > 1e-9:
-                trend = (n * self._sxy - self._sx * self._sy) / den
-        self._detect(trend, send_delta_ms, arrival_ms)
+                trend = (n * sxy - sx * sy) / den
+        if num_deltas < 2:
+            self.usage = BandwidthUsage.NORMAL
+            return BandwidthUsage.NORMAL
+        self._detect(trend, num_deltas, send_delta_ms, arrival_ms)
         return self.usage
 
     def _rebuild(self) -> None:
@@ -140,12 +152,9 @@ class Trendline:
         self._sxy = sum(x * y for x, y in zip(xs, ys))
         self._since_rebuild = 0
 
-    def _detect(self, trend: float, ts_delta_ms: float, now_ms: float) -> None:
+    def _detect(self, trend: float, num_deltas: int, ts_delta_ms: float, now_ms: float) -> None:
         cfg = self._cfg
-        if self._num_deltas < 2:
-            self.usage = BandwidthUsage.NORMAL
-            return
-        modified = min(self._num_deltas, cfg.max_deltas) * trend * cfg.threshold_gain
+        modified = min(num_deltas, cfg.max_deltas) * trend * cfg.threshold_gain
         self._prev_modified = modified
         self.modified_trend = modified
         threshold = self._threshold
@@ -164,28 +173,20 @@ class Trendline:
                 self._time_over_using = 0.0
                 self._overuse_counter = 0
                 self.usage = BandwidthUsage.OVERUSING
-        elif modified < -threshold:
-            self._time_over_using = -1.0
-            self._overuse_counter = 0
-            self.usage = BandwidthUsage.UNDERUSING
         else:
             self._time_over_using = -1.0
             self._overuse_counter = 0
-            self.usage = BandwidthUsage.NORMAL
+            self.usage = BandwidthUsage.UNDERUSING if modified < -threshold else BandwidthUsage.NORMAL
         self._prev_trend = trend
-        self._update_threshold(modified, now_ms)
 
-    def _update_threshold(self, modified: float, now_ms: float) -> None:
-        cfg = self._cfg
+        # The adaptive threshold (draft-ietf-rmcat-gcc-02 section 5.4).
         last = self._last_threshold_update_ms
         if last is None:
             last = now_ms
+        self._last_threshold_update_ms = now_ms
         abs_m = abs(modified)
-        threshold = self._threshold
         if abs_m > threshold + cfg.max_adapt_offset_ms:
-            # A sudden spike (e.g. a route change) should not drag the threshold along.
-            self._last_threshold_update_ms = now_ms
-            return
+            return  # a sudden spike (e.g. a route change) should not drag the threshold along
         k = cfg.k_down if abs_m < threshold else cfg.k_up
         dt = min(now_ms - last, cfg.max_time_step_ms)
         threshold += k * (abs_m - threshold) * dt
@@ -194,4 +195,3 @@ class Trendline:
         elif threshold > cfg.max_threshold_ms:
             threshold = cfg.max_threshold_ms
         self._threshold = threshold
-        self._last_threshold_update_ms = now_ms
