@@ -117,11 +117,15 @@ class BandwidthEstimator:
 
     def on_packet_results(self, results: Sequence[PacketResult], *, now: float) -> None:
         """Account one feedback report."""
+        # Runs for every feedback of every subscriber: the loop touches only locals, and the running
+        # maxima are plain comparisons (noqa PLR1730): max() calls made this loop a quarter slower.
         cfg = self._cfg
         group_len = cfg.group_length_s
         burst = cfg.burst_delta_s
         max_burst = cfg.max_burst_s
+        probe_guard = cfg.probe_guard_s
         trend_update = self._trendline.update
+        overusing = BandwidthUsage.OVERUSING
         g_first_send = self._g_first_send
         g_last_send = self._g_last_send
         g_first_arrival = self._g_first_arrival
@@ -132,7 +136,7 @@ class BandwidthEstimator:
         first_arrival = last_arrival = -1.0
         max_send = -1.0
         overused = False
-        guard_until = self._probe_arrival + cfg.probe_guard_s
+        guard_until = self._probe_arrival + probe_guard
         usage = None
         for r in results:
             at = r.arrival_time
@@ -142,12 +146,14 @@ class BandwidthEstimator:
             received += 1
             size_sum += r.size
             if r.probe_cluster is not None:
-                guard_until = at + cfg.probe_guard_s
+                guard_until = at + probe_guard
             st = r.send_time
-            max_send = max(max_send, st)
+            if st > max_send:  # noqa: PLR1730
+                max_send = st
             if first_arrival < 0.0 or at < first_arrival:
                 first_arrival = at
-            last_arrival = max(last_arrival, at)
+            if at > last_arrival:  # noqa: PLR1730
+                last_arrival = at
             if g_first_send < 0.0:
                 g_first_send = g_last_send = st
                 g_first_arrival = g_last_arrival = at
@@ -170,15 +176,17 @@ class BandwidthEstimator:
                             usage = trend_update(
                                 recv_delta * 1000.0, (g_last_send - p_send) * 1000.0, at * 1000.0
                             )
-                            if usage is BandwidthUsage.OVERUSING and at > guard_until:
+                            if usage is overusing and at > guard_until:
                                 overused = True
                     p_send = g_last_send
                     p_arrival = g_last_arrival
                     g_first_send = g_last_send = st
                     g_first_arrival = g_last_arrival = at
                     continue
-            g_last_send = max(g_last_send, st)
-            g_last_arrival = max(g_last_arrival, at)
+            if st > g_last_send:  # noqa: PLR1730
+                g_last_send = st
+            if at > g_last_arrival:  # noqa: PLR1730
+                g_last_arrival = at
         self._g_first_send = g_first_send
         self._g_last_send = g_last_send
         self._g_first_arrival = g_first_arrival
