@@ -80,8 +80,12 @@ class DownlinkController:
     def set_media(self, audio_bps: float, tracks: Sequence[VideoTrack]) -> None:
         """The measured audio rate and the subscribed video tracks' measured layers."""
         self._audio_bps = audio_bps
-        self._tracks = tuple(tracks)
-        self._lowest_bps = _lowest_layer_bps(self._tracks)
+        new = tuple(tracks)
+        old = self._tracks
+        # The media plane hands back the same objects while its meters have not moved.
+        if len(new) != len(old) or any(n is not o for n, o in zip(new, old)):
+            self._lowest_bps = _lowest_layer_bps(new)
+        self._tracks = new
 
     def on_feedback(self, results: Sequence[PacketResult], *, now: float) -> Decision:
         self.estimator.on_packet_results(results, now=now)

@@ -108,6 +108,7 @@ class DownlinkAdapter:
         # every join. The fallback's 1.5 s rule still sends a link that really is too thin to audio-only.
         self._starting = True
         self.last_decision: Decision | None = None
+        self._tracks: dict[str, VideoTrack] = {}  # what `_set_media` gave the controller last, by consumer id
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -126,27 +127,48 @@ class DownlinkAdapter:
     def _set_media(self, now: float) -> None:
         audio = 0.0
         tracks: list[VideoTrack] = []
+        previous = self._tracks
         for consumer in self._consumers.values():
-            if consumer.closed or consumer.pause_reason not in (PauseReason.NONE, PauseReason.BANDWIDTH):
+            reason = consumer.pause_reason
+            if consumer.closed or (reason is not PauseReason.NONE and reason is not PauseReason.BANDWIDTH):
                 continue  # held or muted streams send nothing and are not ours to resume
             streams = consumer.producer.streams
             if consumer.kind is MediaKind.AUDIO:
-                audio += sum(s.measure(now) for s in streams)
+                measured = 0.0
+                for s in streams:
+                    measured += s.measure(now)
+                audio += measured
                 continue
             pinned = consumer.pinned_layer
-            counts = [self._counts(s, now) and pinned in (None, i) for i, s in enumerate(streams)]
+            counts = [
+                (pinned is None or pinned == i) and self._counts(s, now) for i, s in enumerate(streams)
+            ]
             cap = consumer.preferred_layer if pinned is None else None
             if cap is not None:
                 # Layers above the subscriber's size preference get no budget and no probes; when none that
                 # low flows, the lowest flowing one stands in (as Consumer.update_layer would forward it).
                 under = [c and i <= cap for i, c in enumerate(counts)]
-                if not any(under) and any(counts):
+                if True in counts and True not in under:
                     under[counts.index(True)] = True
                 counts = under
-            layers = tuple(
-                LayerState(s.measure(now), s.flowing_since if ok else None) for s, ok in zip(streams, counts)
-            )
-            tracks.append(VideoTrack(consumer.id, layers))
+            # The meters move every 250 ms and this runs every 100 ms: most of the time the track is the
+            # same as last time, and the controller gets the same objects back.
+            old = previous.get(consumer.id)
+            old_layers = old.layers if old is not None and len(old.layers) == len(streams) else None
+            layers: list[LayerState] = []
+            for i, s in enumerate(streams):
+                bps = s.measure(now)
+                since = s.flowing_since if counts[i] else None
+                layer = old_layers[i] if old_layers is not None else None
+                if layer is None or layer.bitrate_bps != bps or layer.flowing_since != since:
+                    layer = LayerState(bps, since)
+                    old_layers = None
+                layers.append(layer)
+            if old is not None and old_layers is not None:
+                tracks.append(old)
+            else:
+                tracks.append(VideoTrack(consumer.id, tuple(layers)))
+        self._tracks = {t.track_id: t for t in tracks}
         self.controller.set_media(audio, tracks)
 
     @staticmethod
@@ -199,9 +221,9 @@ class DownlinkAdapter:
             else:
                 stats.probes_failed += 1
         if decision.probe is not None and self._carrier() is not None:
-            log.debug("probe start cluster=%d target_bps=%.0f packets=%d bytes=%d carrier=%s",
+            log.debug("probe start cluster=%d target_bps=%.0f packets=%d bytes=%d",
                      decision.probe.cluster_id, decision.probe.target_bps, decision.probe.min_packets,
-                     decision.probe.min_bytes, self._carrier() is not None)
+                     decision.probe.min_bytes)
             self._probe = _Probe(decision.probe, now)
             self.sending_cluster = decision.probe.cluster_id
             stats.probes_sent += 1
