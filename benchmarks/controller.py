@@ -2,12 +2,13 @@
 
     .venv/bin/python benchmarks/controller.py [--seconds 60] [--repeat 5] [--digest]
 
-A subscriber with two simulcast video tracks (150 / 500 / 1500 kbps, measured rates wandering +-5 %)
-and 40 kbps of audio behind a FIFO bottleneck whose capacity steps 2.5 -> 0.9 -> 2.5 Mbps. As
-sfu/downlink.py does from the connection's 20 ms tick: transport-wide feedback (~11 results) is handed
-to `on_feedback` every 100 ms, and every 100 ms the media is re-measured (`set_media`, fresh objects)
-and `on_timer` runs; probe clusters are sent and reported back. The run is recorded once in closed loop,
-then the recorded calls are replayed on fresh controllers and only the controller's CPU time is counted.
+A subscriber with two simulcast video tracks (150 / 500 / 1500 kbps, wandering +-5 %) and 40 kbps of
+audio behind a FIFO bottleneck whose capacity steps 2.5 -> 0.9 -> 2.5 Mbps. As sfu/downlink.py does
+from the connection's 20 ms tick: transport-wide feedback (~11 results) goes to `on_feedback` every
+100 ms, and every 100 ms the media is re-measured (`set_media`: the SFU's meters move every 250 ms, and
+unchanged tracks come back as the same objects) and `on_timer` runs; probe clusters are sent and
+reported back. The run is recorded once in closed loop, then the recorded calls are replayed on fresh
+controllers and only the controller's CPU time is counted.
 `--digest` prints a hash of every decision, to check that a change to the controller kept its behaviour.
 """
 
@@ -36,6 +37,7 @@ LAYERS_BPS = (150_000.0, 500_000.0, 1_500_000.0)
 AUDIO_BPS = 40_000.0
 AUDIO_PER_TIMER = 5  # 50 packets/s
 VIDEO_PER_TIMER = 6  # ~11 results per feedback with the audio
+METER_S = 0.25  # sfu/producer.py RATE_BUCKET: measured rates move this often
 
 Call = methodcaller  # applied to a fresh controller on replay
 
@@ -44,16 +46,27 @@ def capacity(t: float, seconds: float) -> float:
     return 900_000.0 if 0.4 * seconds <= t < 0.7 * seconds else 2_500_000.0
 
 
+_last_media: dict[float, tuple[float, tuple[VideoTrack, ...]]] = {}
+
+
 def media(now: float) -> tuple[float, tuple[VideoTrack, ...]]:
-    """What `DownlinkAdapter._set_media` would measure at `now` (fresh objects, as it builds them)."""
+    """What `DownlinkAdapter._set_media` would measure at `now`: the meters move every 250 ms, and while
+    they have not it hands the controller the same objects again."""
+    bucket = math.floor(now / METER_S) * METER_S
+    key = bucket if now >= 1.0 else -bucket - 1.0
+    cached = _last_media.get(key)
+    if cached is not None:
+        return cached
     tracks = []
     for k, name in enumerate(("cam-a", "cam-b")):
         layers = tuple(
-            LayerState(bps * (1.0 + 0.05 * math.sin(now / (7.0 + i + k))), 0.0 if now >= 1.0 else None)
+            LayerState(bps * (1.0 + 0.05 * math.sin(bucket / (7.0 + i + k))), 0.0 if now >= 1.0 else None)
             for i, bps in enumerate(LAYERS_BPS)
         )
         tracks.append(VideoTrack(name, layers, priority=k))
-    return AUDIO_BPS * (1.0 + 0.02 * math.sin(now)), tuple(tracks)
+    _last_media.clear()
+    _last_media[key] = (AUDIO_BPS * (1.0 + 0.02 * math.sin(bucket)), tuple(tracks))
+    return _last_media[key]
 
 
 class _Link:
