@@ -32,6 +32,7 @@ REPORT_INTERVAL = 1.0
 NACK_INTERVAL = 0.02
 DEFAULT_RTT = 0.1
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 to 1970 (RFC 5905 section 6)
+_NO_RESULTS: list[PacketResult] = []  # shared and never mutated: most timer passes bring no feedback
 
 
 def ntp_timestamp(wallclock: float) -> int:
@@ -82,6 +83,9 @@ class Connection:
         self._next_twcc = 0.0
         self._next_report = 0.0
         self._next_nack = 0.0
+        # When `tick` next has work: the server's timer skips this connection until then, so a quiet
+        # connection costs one comparison per timer pass. Feedback and new losses pull it in.
+        self.due = 0.0
         self.rtt_s: float | None = None
 
     def attach(self, transport: WebRtcTransport) -> None:
@@ -102,6 +106,7 @@ class Connection:
         for p in self.producers.values():
             merged.update(p.params.header_extensions)
         self._ext_ids = ExtIds.from_map(merged)
+        self.due = 0.0  # start feedback and NACKs for it on the next timer pass
 
     def remove_producer(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
@@ -118,6 +123,7 @@ class Connection:
         self._consumers_by_ssrc[consumer.ssrc] = consumer
         if consumer.rtx_ssrc is not None:
             self._consumers_by_ssrc[consumer.rtx_ssrc] = consumer
+        self.due = 0.0
 
     def remove_consumer(self, consumer: Consumer) -> None:
         self.consumers.pop(consumer.id, None)
@@ -146,6 +152,8 @@ class Connection:
         self._stats.packets_received[producer.kind_label] += 1
         self._stats.bytes_received[producer.kind_label] += len(data)
         producer.receive(pkt, stream, is_rtx, now=now)
+        if stream.nack.missing_count and self._next_nack < self.due:
+            self.due = self._next_nack  # a new hole: NACK it on the next timer pass, not the next report
 
     def _discover(self, pkt: RtpPacket) -> tuple[Producer, RecvStream, bool] | None:
         producer = self._by_mid.get(pkt.mid) if pkt.mid is not None else self._by_pt.get(pkt.pt)
@@ -167,6 +175,7 @@ class Connection:
                 self.feedback.extend(self.twcc_out.on_feedback(packet, now=now))
                 if len(self.feedback) > 10_000:  # nobody is consuming: keep memory bounded
                     del self.feedback[:5_000]
+                self.due = 0.0  # adaptation reads it on the next timer pass
             elif isinstance(packet, rtcp.Nack):
                 self._stats.nacks_received += 1
                 consumer = self._consumers_by_ssrc.get(packet.media_ssrc)
@@ -265,16 +274,20 @@ class Connection:
     # -- timers -------------------------------------------------------------------------------------
 
     def tick(self, *, now: float) -> None:
-        """Periodic work: feedback and reports. Called every ~20 ms by the server's timer."""
+        """Periodic work: feedback and reports. The server's ~20 ms timer calls it once `due` has come."""
         if self.closed or self.transport is None:
+            self.due = float("inf")
             return
-        if now >= self._next_nack:
-            self._next_nack = now + NACK_INTERVAL
-            self._send_nacks(now)
-        if now >= self._next_twcc:
-            self._next_twcc = now + TWCC_FEEDBACK_INTERVAL
-            for fb in self._twcc_in.build_feedback(now=now):
-                self.transport.send_rtcp(fb)
+        missing = False
+        if self.producers:
+            missing = self._has_missing()
+            if missing and now >= self._next_nack:
+                self._next_nack = now + NACK_INTERVAL
+                self._send_nacks(now)
+            if now >= self._next_twcc:
+                self._next_twcc = now + TWCC_FEEDBACK_INTERVAL
+                for fb in self._twcc_in.build_feedback(now=now):
+                    self.transport.send_rtcp(fb)
         if now >= self._next_report:
             self._next_report = now + REPORT_INTERVAL
             self._send_reports(now)
@@ -284,6 +297,17 @@ class Connection:
                 producer.update_dynacast(now=now)
         if self.consumers:
             self.downlink.tick(self.take_feedback(), now=now)
+        due = self._next_report
+        if self.producers:
+            due = min(due, self._next_twcc, self._next_nack if missing else due)
+        if self.consumers:
+            adapt = self.downlink.next_timer
+            if adapt is not None:
+                due = min(due, adapt)
+        self.due = due
+
+    def _has_missing(self) -> bool:
+        return any(stream.nack.missing_count for producer in self.producers.values() for stream in producer.streams)
 
     def _send_nacks(self, now: float) -> None:
         rtt = self.rtt_s or DEFAULT_RTT
@@ -339,6 +363,8 @@ class Connection:
         )
 
     def take_feedback(self) -> list[PacketResult]:
+        if not self.feedback:
+            return _NO_RESULTS
         results, self.feedback = self.feedback, []
         return results
 

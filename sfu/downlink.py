@@ -176,6 +176,11 @@ class DownlinkAdapter:
         since = stream.flowing_since
         return since is not None and stream.flowing(now) and now - since >= MEASURED_AFTER
 
+    @property
+    def next_timer(self) -> float | None:
+        """When `tick` wants to run again without new feedback (None: not engaged, only feedback wakes it)."""
+        return self._next_timer if self.engaged else None
+
     # -- applying a decision -----------------------------------------------------------------------
 
     def _apply(self, decision: Decision, now: float) -> None:

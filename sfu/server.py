@@ -57,7 +57,7 @@ class MediaServer:
         self._endpoint: UdpEndpoint | None = None
         self._entries: dict[int, _Entry] = {}  # by id(transport)
         self.routers: dict[str, Router] = {}
-        self._tick_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.candidates: list[tuple[str, int]] = []
         self.tick_lag_s = 0.0  # how late the last tick ran: event-loop lag as the media plane sees it
@@ -75,17 +75,14 @@ class MediaServer:
         host, port = self._endpoint.local_address[:2]
         ips = list(self.config.announced_ips) or ([host] if host not in ("0.0.0.0", "") else _host_addresses())
         self.candidates = [(ip, port) for ip in ips]
-        self._tick_task = asyncio.create_task(self._tick_loop())
+        first = self._loop.time() + self.config.tick_interval
+        self._timer = self._loop.call_at(first, self._tick, first)
         log.info("media plane listening udp_port=%d candidates=%d", port, len(self.candidates))
 
     async def close(self) -> None:
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            try:
-                await self._tick_task
-            except asyncio.CancelledError:
-                pass
-            self._tick_task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for router in list(self.routers.values()):
             router.close()
         for entry in list(self._entries.values()):
@@ -153,24 +150,31 @@ class MediaServer:
 
     # -- timer --------------------------------------------------------------------------------------
 
-    async def _tick_loop(self) -> None:
-        interval = self.config.tick_interval
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        while True:
-            due += interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            now = time.monotonic()
-            self.tick_lag_s = max(0.0, loop.time() - due)
-            if self.tick_lag_s > 1.0:
-                due = loop.time()  # after a stall, do not try to catch up tick by tick
-            for entry in list(self._entries.values()):
-                try:
-                    entry.connection.tick(now=now)
-                    if entry.probe_timer is None and entry.connection.downlink.probe_due_at is not None:
-                        self._send_probes(entry)
-                except Exception:  # one broken connection must not stop the others' reports
-                    log.exception("connection tick failed transport=%s", entry.transport.id)
+    def _tick(self, due: float) -> None:
+        """The media timer: every `tick_interval`, each connection whose work has come due (`Connection.due`).
+
+        A plain loop callback rather than a task sleeping in a loop: no future, task step or coroutine
+        resumption per pass, which on an idle server was most of what the timer cost.
+        """
+        loop = self._loop
+        if loop is None:
+            return
+        lag = loop.time() - due
+        self.tick_lag_s = max(0.0, lag)
+        # After a stall, do not try to catch up tick by tick.
+        nxt = loop.time() + self.config.tick_interval if lag > 1.0 else due + self.config.tick_interval
+        self._timer = loop.call_at(nxt, self._tick, nxt)
+        now = time.monotonic()
+        for entry in list(self._entries.values()):
+            connection = entry.connection
+            if now < connection.due:
+                continue
+            try:
+                connection.tick(now=now)
+                if entry.probe_timer is None and connection.downlink.probe_due_at is not None:
+                    self._send_probes(entry)
+            except Exception:  # one broken connection must not stop the others' reports
+                log.exception("connection tick failed transport=%s", entry.transport.id)
 
     def _send_probes(self, entry: _Entry) -> None:
         """Send what is due of a probe cluster and wake again for the rest: clusters space their packets

@@ -11,6 +11,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -89,6 +90,7 @@ class Hub:
         self.registry = RoomRegistry(grace=grace, observer_limit=observer_limit)
         self.rng = rng or random.SystemRandom()
         self._rooms: dict[str, RoomMedia] = {}
+        self.join_listeners: list[Callable[[], None]] = []  # told when a participant presents a token
 
     # -- platform operations ------------------------------------------------------------------------
 
@@ -124,6 +126,11 @@ class Hub:
             self.media.close_router(media.router)
             log.info("room ended room=%s reason=%s", room_id, reason)
         return room
+
+    def join_begun(self) -> None:
+        """A participant presented a token (observability: the metrics monitor times joins from here)."""
+        for listener in self.join_listeners:
+            listener()
 
     def rooms(self) -> list[Room]:
         self.registry.expire(now=time.time())

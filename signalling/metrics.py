@@ -253,6 +253,10 @@ class Monitor:
                                   namespace=NAMESPACE, buckets=LAG_BUCKETS, registry=reg)
         self._joins: dict[int, _JoinWatch] = {}
         self._task: asyncio.Task[None] | None = None
+        # Set by the hub when a participant presents a token: the fine join timer runs only while joins are
+        # pending, so an idle or steady server wakes the monitor once a second, not forty times.
+        self._join_begun = asyncio.Event()
+        hub.join_listeners.append(self._join_begun.set)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -270,10 +274,19 @@ class Monitor:
         worst_lag = 0.0
         due = loop.time()
         while True:
-            due += self.JOIN_INTERVAL
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            if self._join_begun.is_set() or self._timing_joins():
+                self._join_begun.clear()
+                due += self.JOIN_INTERVAL
+                await asyncio.sleep(max(0.0, due - loop.time()))
+            else:
+                due = min(next_state, next_link)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._join_begun.wait(), max(0.0, due - loop.time()))
             now = loop.time()
-            worst_lag = max(worst_lag, now - due)
+            if now >= due:
+                worst_lag = max(worst_lag, now - due)
+            else:
+                due = now  # woken by a join: time the next interval from here
             if now - due > 1.0:
                 due = now  # after a stall, do not catch up interval by interval
             self.sample_joins(self.hub.media.now())
@@ -285,6 +298,12 @@ class Monitor:
             if now >= next_link:
                 next_link = now + self.LINK_INTERVAL
                 self.sample_links()
+
+    def _timing_joins(self) -> bool:
+        """Whether a join waits for its first packet and is young enough for the fine timer to matter (past
+        the top histogram bucket the once-a-second pass is precise enough)."""
+        horizon = self.hub.media.now() - JOIN_BUCKETS[-1]
+        return any(not w.done and w.started > horizon for w in self._joins.values())
 
     def sample_joins(self, now: float) -> None:
         """End each pending join at the first packet forwarded to that participant."""

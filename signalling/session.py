@@ -310,6 +310,7 @@ class Session:
             raise ProtocolError(exc.code, exc.message) from None
         self.claims, self.room = claims, room
         self.join_started = started
+        self.hub.join_begun()
         if claims.grants.subscribe:
             self._sub = self.hub.media.create_transport(on_closed=lambda r: self._on_transport_closed("sub", r))
             self.hub.media.connection_of(self._sub).downlink.listener = DownlinkEvents(self, self.hub)
