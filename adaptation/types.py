@@ -6,12 +6,15 @@ import enum
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PacketResult:
     """The fate of one sent packet, as learnt from transport-wide feedback.
 
     `seq` is the unwrapped transport-wide sequence number; times are seconds on the sender's monotonic
     clock (send_time) and the receiver's clock (arrival_time, None when reported lost).
+
+    Treat it as a value (nothing mutates one). It is not frozen because the media plane builds one per
+    packet it sends to every subscriber, and a frozen dataclass's `__init__` costs about four times as much.
     """
 
     seq: int

@@ -1,13 +1,15 @@
 """Server CPU per forwarded packet, with one publisher and N subscribers in one room.
 
 A real `confidant` server runs in a subprocess (pinned to one core when the machine has two or more);
-one synthetic publisher replays pre-encoded VP8 (~500 kbps, 30 fps) + Opus through our client-role
-transport, and N subscribers receive without decoding. After a warm-up, the server's CPU time (user +
+one synthetic publisher replays pre-encoded VP8 (640x480, 30 fps, 1 Mbps by default: the load DESIGN.md
+section 1 measured aiortc's relays under) + Opus through our client-role transport, and N subscribers
+receive without decoding. After a warm-up, the server's CPU time (user +
 system, from /proc via psutil) over the window is divided by the packets it forwarded and received in
 that window (from its /metrics).
 
     python benchmarks/forwarding.py                 # N = 1, 4, 10; a table
     python benchmarks/forwarding.py --json -n 10    # one JSON object per N
+    python benchmarks/forwarding.py --video-bitrate 500000   # a lighter publisher (fixed costs weigh more)
 
 Runs on loopback: our own client transport needs no interface address, so no root is needed.
 """
@@ -68,7 +70,8 @@ async def scrape(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
     return metric_sum(text, "confidant_packets_forwarded"), metric_sum(text, "confidant_packets_received")
 
 
-async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, rooms: int = 1) -> Result:
+async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, rooms: int = 1,
+                  video_bitrate: int = 1_000_000) -> Result:
     pin = (os.cpu_count() or 1) >= 2
     server = start_server(HOST, env={"CONFIDANT_MAX_OBSERVERS": str(max_observers)}, cpu=1 if pin else None)
     sessions: list[ReplaySession] = []
@@ -78,7 +81,7 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, 
             os.sched_setaffinity(0, {0})
         base = server.base
         auth = {"Authorization": f"Bearer {server.key}:{server.secret}"}
-        clip = load_clip()
+        clip = load_clip(video_bitrate=video_bitrate)
         async with aiohttp.ClientSession(headers=auth) as http:
             ws = base.replace("http", "ws", 1) + "/ws"
             subscribers: list[ReplaySession] = []
@@ -138,11 +141,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rooms", type=int, default=1, help="rooms, each with one publisher and N subscribers")
+    parser.add_argument("--video-bitrate", type=int, default=1_000_000, help="the publisher's VP8 rate (bit/s)")
     parser.add_argument("--json", action="store_true", help="one JSON object per N")
     args = parser.parse_args()
     ns = args.subscribers or [1, 4, 10]
     results = [asyncio.run(run_one(n, warmup=args.warmup, seconds=args.seconds, max_observers=max(ns),
-                                   rooms=args.rooms)) for n in ns]
+                                   rooms=args.rooms, video_bitrate=args.video_bitrate)) for n in ns]
     if args.json:
         for r in results:
             print(json.dumps(asdict(r)))
