@@ -38,7 +38,7 @@ class EgressSink(Protocol):
 
     def next_tcc_seq(self) -> int: ...
 
-    def send_rtp(self, data: bytes, tcc_seq: int, *, now: float) -> None: ...
+    def send_rtp(self, data: bytes, tcc_seq: int, now: float) -> None: ...
 
     def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None: ...
 
@@ -156,10 +156,13 @@ class Consumer:
             payload = self._vp8.rewrite(payload)  # type: ignore[assignment]
         sink = self._sink
         tcc = sink.next_tcc_seq()
-        data = self._writer.build(marker=pkt.marker, seq=seq, ts=ts, tcc_seq=tcc,
-                                  audio_level=pkt.audio_level, payload=payload)
-        self._history.store(seq, data, now=now)
-        sink.send_rtp(data, tcc, now=now)
+        level = pkt.audio_level
+        if level is not None and pkt.voice_activity:
+            level |= 0x80  # RFC 6464 section 3: the V bit rides in front of the level
+        # Positional calls from here on: this runs once per packet per subscriber.
+        data = self._writer.header(pkt.marker, seq, ts, tcc, level) + payload
+        self._history.store(seq, data, now)
+        sink.send_rtp(data, tcc, now)
         self.packets_sent += 1
         self.octets_sent += len(payload)
         self.last_out_ts = ts
@@ -201,7 +204,7 @@ class Consumer:
             else:
                 out = self._writer.build(marker=orig.marker, seq=seq, ts=orig.ts, tcc_seq=tcc,
                                          audio_level=orig.audio_level, payload=payload)
-            self._sink.send_rtp(out, tcc, now=now)
+            self._sink.send_rtp(out, tcc, now)
             sent += 1
         self._stats.retransmissions_sent += sent
         return sent

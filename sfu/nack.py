@@ -30,7 +30,7 @@ class RetransmissionBuffer:
         self._stored: list[float] = [0.0] * capacity
         self._sent: list[float] = [float("-inf")] * capacity  # last retransmission
 
-    def store(self, seq: int, packet: bytes, *, now: float) -> None:
+    def store(self, seq: int, packet: bytes, now: float) -> None:
         i = seq % self._cap
         self._seq[i] = seq
         self._data[i] = packet

@@ -329,8 +329,10 @@ class EgressWriter:
         self._audio = struct.Struct("!BBHIIHHBBxx")  # 2 bytes + 2 pad = 1 word
         self._both = struct.Struct("!BBHIIHHBHBBxxx")  # 5 bytes + 3 pad = 2 words
 
-    def _header(self, marker: bool, seq: int, ts: int, tcc_seq: int | None, level: int | None,
-                padding: bool) -> bytes:
+    def header(self, marker: bool, seq: int, ts: int, tcc_seq: int | None, level: int | None,
+               padding: bool = False) -> bytes:
+        """The header alone, positional (the forwarding path appends the payload itself). `level` is the
+        audio-level byte as sent: V bit | -dBov."""
         b1 = self.pt | 0x80 if marker else self.pt
         b0 = 0xA0 if padding else 0x80
         if tcc_seq is not None and self.tcc_id is not None:
@@ -348,18 +350,18 @@ class EgressWriter:
               voice_activity: bool = False, payload: bytes | memoryview) -> bytes:
         """Header + payload. `seq`/`ts` may be extended values; they are truncated to wire widths here."""
         level = None if audio_level is None else (audio_level & 0x7F) | (0x80 if voice_activity else 0)
-        return self._header(marker, seq, ts, tcc_seq, level, False) + payload
+        return self.header(marker, seq, ts, tcc_seq, level, False) + payload
 
     def build_rtx(self, *, marker: bool, seq: int, ts: int, osn: int, tcc_seq: int | None = None,
                   payload: bytes | memoryview) -> bytes:
         """An RTX packet (RFC 4588 section 4): this writer's SSRC/PT (the RTX ones), OSN, original payload."""
-        return self._header(marker, seq, ts, tcc_seq, None, False) + _U16.pack(osn & 0xFFFF) + payload
+        return self.header(marker, seq, ts, tcc_seq, None, False) + _U16.pack(osn & 0xFFFF) + payload
 
     def build_padding(self, *, seq: int, ts: int, tcc_seq: int | None = None, size: int = 255) -> bytes:
         """A padding-only packet (for bandwidth probes): no payload, `size` bytes of RTP padding (1-255)."""
         if not 1 <= size <= 255:
             raise ValueError(f"RTP padding length must be 1-255: {size}")
-        return self._header(False, seq, ts, tcc_seq, None, True) + bytes(size - 1) + bytes((size,))
+        return self.header(False, seq, ts, tcc_seq, None, True) + bytes(size - 1) + bytes((size,))
 
 
 class _Unwrapper:

@@ -21,7 +21,7 @@ from sfu.srtp import SRTP_ERRORS, SrtpContext
 from sfu.stats import DropReason, MediaStats
 
 TransportRole = Literal["server", "client"]
-SendFn = Callable[[bytes, Addr], None]
+SendFn = Callable[[bytes, Addr], object]  # socket.sendto returns a count
 
 _NOT_CONNECTED = DropReason.NOT_CONNECTED
 _PROTECT_FAILED = DropReason.SRTP_PROTECT_FAILED
@@ -198,7 +198,22 @@ class WebRtcTransport:
 
     def send_rtp(self, packet: bytes) -> bool:
         """Protect one RTP packet and send it to the nominated address. False (and a counted drop) if not."""
-        return self._send_protected(packet, self._protect)
+        # `_send_protected` inlined: this runs once per packet per subscriber.
+        protect = self._protect
+        if protect is None:
+            self._drops[_NOT_CONNECTED] += 1
+            return False
+        try:
+            data = protect(packet)
+        except SRTP_ERRORS:
+            self._drops[_PROTECT_FAILED] += 1
+            return False
+        try:
+            self._send(data, self.remote_address)  # type: ignore[arg-type]  # set whenever _protect is
+        except OSError:
+            self._drops[_SEND_FAILED] += 1
+            return False
+        return True
 
     def send_rtcp(self, packet: bytes) -> bool:
         return self._send_protected(packet, self._protect_rtcp)

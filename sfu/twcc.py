@@ -109,11 +109,11 @@ class TwccSender:
     egress packet); a slot remembers its unwrapped seq, so a stale slot is never mistaken for a new one.
     """
 
-    __slots__ = ("_cluster", "_ext", "_last_sent", "_next", "_ref_ext", "_size", "_state", "_time", "_unwrap")
+    __slots__ = ("_cluster", "_ext", "_highest", "_last_sent", "_next", "_ref_ext", "_size", "_state", "_time")
 
     def __init__(self, initial_seq: int = 0) -> None:
-        self._next = initial_seq & 0xFFFF
-        self._unwrap = SeqUnwrapper()
+        self._next = initial_seq & 0xFFFF  # extended: we number the packets, so nothing needs unwrapping
+        self._highest: int | None = None  # highest seq sent
         self._ext = [-1] * _RING
         self._time = [0.0] * _RING
         self._size = [0] * _RING
@@ -123,24 +123,31 @@ class TwccSender:
         self._ref_ext: int | None = None  # unwrapped 24-bit reference time of the last feedback
 
     def next_seq(self) -> int:
-        seq = self._next
-        self._next = (seq + 1) & 0xFFFF
-        return seq
+        """The 16-bit seq for the next packet; `on_sent` records it once it has left."""
+        ext = self._next
+        self._next = ext + 1
+        self._ext[ext & 0xFFFF] = -1  # not sent yet: feedback about it is stale until on_sent
+        return ext & 0xFFFF
 
-    def on_sent(self, seq: int, size: int, *, now: float, probe_cluster: int | None = None) -> None:
-        self._ext[seq] = self._unwrap.unwrap(seq)
+    def on_sent(self, seq: int, size: int, now: float, probe_cluster: int | None = None) -> None:
+        """Positional on purpose: once per packet per subscriber."""
+        ext = self._next - ((self._next - seq) & 0xFFFF)  # the latest seq numbered with these 16 bits
+        self._ext[seq] = ext
         self._time[seq] = now
         self._size[seq] = size
         self._cluster[seq] = probe_cluster
         self._state[seq] = 0
         self._last_sent = now
+        highest = self._highest
+        if highest is None or ext > highest:
+            self._highest = ext
 
     def on_feedback(self, fb: TransportCc, *, now: float) -> list[PacketResult]:
         """Results for packets this feedback tells us about for the first time (or first as received).
 
         Arrival times are seconds on the receiver's clock, rebuilt from the reference time and deltas.
         """
-        highest = self._unwrap.highest
+        highest = self._highest
         if highest is None:
             return []
         ref = fb.reference_time

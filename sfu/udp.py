@@ -53,6 +53,8 @@ class UdpEndpoint:
         consent_timeout: float,
     ) -> None:
         self._sock = sock
+        # Real-time media is not worth queueing in user space: a full kernel buffer (4 MiB) means the
+        # packet would be late anyway. Transports send straight through this and count a failure as a drop.
         self._sock_sendto = sock.sendto
         self._stats = stats
         self._drops = stats.drops
@@ -122,7 +124,7 @@ class UdpEndpoint:
             stats=self._stats,
             certificate=self.certificate,
             listener=listener,
-            send=self._send,
+            send=self._sock_sendto,  # the hot path: no Python frame between a transport and the socket
             rng=self._rng,
             role=role,
             consent_timeout=self._consent_timeout,
@@ -216,11 +218,6 @@ class UdpEndpoint:
         if outcome.validated and transport.state is not TransportState.CLOSED:
             self._by_addr[addr] = transport
         self._refresh(transport)
-
-    def _send(self, data: bytes, addr: Addr) -> None:
-        # Real-time media is not worth queueing in user space: a full kernel buffer (4 MiB) means the
-        # packet would be late anyway. The caller counts the drop.
-        self._sock_sendto(data, addr)
 
     # ---- timers ------------------------------------------------------------------------------------
 

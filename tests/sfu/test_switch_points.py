@@ -65,7 +65,7 @@ class Sink:
         self._tcc += 1
         return self._tcc
 
-    def send_rtp(self, data: bytes, tcc_seq: int, *, now: float) -> None:
+    def send_rtp(self, data: bytes, tcc_seq: int, now: float) -> None:
         self.sent.append(data)
 
     def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None:
