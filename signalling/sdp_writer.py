@@ -13,7 +13,8 @@ from sfu.params import Codec, ConsumerParams, HeaderExtension, MediaKind
 from signalling.sdp import OfferedSection, PublishOffer
 
 PROTO = "UDP/TLS/RTP/SAVPF"
-# The SFU's codecs towards subscribers (consumers forward the producer's codec with these PTs).
+# The SFU's codecs towards subscribers (consumers forward the producer's codec). A subscribe connection gives
+# each video m-section its own PTs (signalling/payload_types.py); these are the defaults.
 SUBSCRIBER_CODECS: dict[str, Codec] = {
     "audio/opus": Codec("audio/opus", 111, 48000, 2, "minptime=10;useinbandfec=1", None, ("transport-cc",)),
     "video/VP8": Codec("video/VP8", 96, 90000, 1, "", 97, ("transport-cc", "nack", "nack pli", "ccm fir")),
@@ -26,6 +27,7 @@ SUBSCRIBER_EXTENSIONS: dict[MediaKind, dict[HeaderExtension, int]] = {
     MediaKind.AUDIO: {HeaderExtension.AUDIO_LEVEL: 1, HeaderExtension.TRANSPORT_CC: 3, HeaderExtension.MID: 4},
     MediaKind.VIDEO: {HeaderExtension.TRANSPORT_CC: 3, HeaderExtension.MID: 4},
 }
+AUDIO_PAYLOAD_TYPES = frozenset(c.payload_type for c in SUBSCRIBER_CODECS.values() if c.mime.startswith("audio/"))
 DEFAULT_CODEC = {MediaKind.AUDIO: SUBSCRIBER_CODECS["audio/opus"], MediaKind.VIDEO: SUBSCRIBER_CODECS["video/VP8"]}
 
 
@@ -48,6 +50,7 @@ class SubscribeSlot:
     consumer: ConsumerParams | None = None
     stream_id: str | None = None  # the publishing participant's id (msid stream)
     track_id: str | None = None
+    codec: Codec | None = None  # an inactive slot keeps listing its last codec: PTs keep their meaning
 
 
 def _ip_version(ip: str) -> str:
@@ -154,7 +157,7 @@ def write_subscribe_offer(
     lines = _session(session_id, version, [s.mid for s in slots])
     for slot in slots:
         consumer = slot.consumer
-        codec = consumer.codec if consumer is not None else DEFAULT_CODEC[slot.kind]
+        codec = consumer.codec if consumer is not None else slot.codec or DEFAULT_CODEC[slot.kind]
         lines += _m_line(slot.kind.value, port, _fmts(codec), local)
         lines += _transport_lines(local, "actpass")
         lines.append(f"a=mid:{slot.mid}")

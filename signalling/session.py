@@ -23,10 +23,17 @@ from signalling import care, keys
 from signalling.config import Config
 from signalling.hub import Hub
 from signalling.media_events import DownlinkEvents, PublishedTrackEvents, TrackEvents
+from signalling.payload_types import PayloadTypes
 from signalling.quality import LinkStats
 from signalling.rooms import Room, RoomError
 from signalling.sdp import PublishOffer, SdpError, parse_publish_offer, parse_subscribe_answer
-from signalling.sdp_writer import LocalTransport, SubscribeSlot, write_publish_answer, write_subscribe_offer
+from signalling.sdp_writer import (
+    AUDIO_PAYLOAD_TYPES,
+    LocalTransport,
+    SubscribeSlot,
+    write_publish_answer,
+    write_subscribe_offer,
+)
 from signalling.tokens import JoinClaims, TokenError, verify_token
 
 if TYPE_CHECKING:
@@ -91,6 +98,7 @@ class Session:
         self._sub_remote_set = False
         self._slots: list[SubscribeSlot] = []
         self._sent_slots: list[SubscribeSlot] = []  # as in the outstanding (or last) offer
+        self._payload_types = PayloadTypes(reserved=set(AUDIO_PAYLOAD_TYPES))
         self._received: dict[str, _Received] = {}  # by track id
         self._offer_id = 0
         self._outstanding: int | None = None
@@ -121,7 +129,9 @@ class Session:
         if self._sub is None or self.room is None or track_id in self._received:
             return
         mid = str(len(self._slots))
-        params = replace(params, mid=mid)
+        live = {(s.consumer.codec.payload_type, s.consumer.codec.rtx_payload_type or 0)
+                for s in self._slots if s.consumer is not None}
+        params = replace(params, mid=mid, codec=self._payload_types.assign(params.codec, live))
         self._slots.append(SubscribeSlot(mid, params.kind, params, publisher_id, track_id))
         self._received[track_id] = _Received(len(self._slots) - 1, params, producer, publisher_id)
         self._renegotiate()
@@ -143,7 +153,8 @@ class Session:
         if received.consumer is not None:
             received.consumer.close()
         slot = self._slots[received.slot_index]
-        self._slots[received.slot_index] = SubscribeSlot(slot.mid, slot.kind)  # stays in place, inactive
+        # Stays in place, inactive, listing the same PTs (they keep one meaning on this connection).
+        self._slots[received.slot_index] = SubscribeSlot(slot.mid, slot.kind, codec=received.params.codec)
         self._renegotiate()
 
     # -- read by the metrics monitor (signalling/metrics.py) ---------------------------------------
