@@ -94,6 +94,17 @@ class DownlinkController:
     def on_timer(self, *, now: float) -> Decision:
         return self._decide(self.prober.on_timer(now=now), now)
 
+    def on_update(self, results: Sequence[PacketResult], *, now: float) -> Decision:
+        """`on_feedback` and `on_timer` as one decision, for a shell that wakes for either: the timer's only
+        work of its own is the prober's timeout, which a cluster just completed by this feedback skips."""
+        result: ProbeResult | None = None
+        if results:
+            self.estimator.on_packet_results(results, now=now)
+            result = self.prober.on_packet_results(results, now=now)
+        if result is None:
+            result = self.prober.on_timer(now=now)
+        return self._decide(result, now)
+
     def on_probe_sent(self, cluster_id: int, size: int, *, now: float) -> None:
         self.prober.on_probe_sent(cluster_id, size, now=now)
 
