@@ -99,7 +99,13 @@ class Consumer:
         self._seq = SeqMunger(rng.randrange(0x10000))
         self._ts = TsMunger(params.codec.clock_rate, rng.randrange(0x100000000))
         self._vp8 = Vp8Munger() if producer.simulcast and producer.codec.name == "VP8" else None
-        self._history = RetransmissionBuffer(VIDEO_HISTORY if params.kind is MediaKind.VIDEO else AUDIO_HISTORY)
+        # History only where the subscriber negotiated NACK (RFC 4585): Opus usually is not, and storing
+        # every audio packet for repairs nobody can ask for is per-packet work for nothing.
+        self._history = (
+            RetransmissionBuffer(VIDEO_HISTORY if params.kind is MediaKind.VIDEO else AUDIO_HISTORY)
+            if "nack" in params.codec.rtcp_feedback
+            else None
+        )
         # Layer state (video only): what we forward now, what we want, and a pin from the subscriber.
         self.current_layer: int | None = None if params.kind is MediaKind.VIDEO else 0
         self.target_layer: int | None = None if params.kind is MediaKind.VIDEO else 0
@@ -161,7 +167,9 @@ class Consumer:
             level |= 0x80  # RFC 6464 section 3: the V bit rides in front of the level
         # Positional calls from here on: this runs once per packet per subscriber.
         data = self._writer.header(pkt.marker, seq, ts, tcc, level) + payload
-        self._history.store(seq, data, now)
+        history = self._history
+        if history is not None:
+            history.store(seq, data, now)
         sink.send_rtp(data, tcc, now)
         self.packets_sent += 1
         self.octets_sent += len(payload)
@@ -183,7 +191,7 @@ class Consumer:
 
     def retransmit(self, seqs: list[int], *, now: float) -> int:
         """Answer a NACK from our history, as RTX when negotiated. Returns how many were resent."""
-        if self.pause_reason is not PauseReason.NONE:
+        if self.pause_reason is not PauseReason.NONE or self._history is None:
             return 0  # a paused stream's subscriber gets no video bytes, repairs included
         sent = 0
         rtt = self.rtt_s if self.rtt_s is not None else 0.1
