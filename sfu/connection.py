@@ -243,17 +243,18 @@ class Connection:
     def next_tcc_seq(self) -> int:
         return self.twcc_out.next_seq()
 
-    def send_rtp(self, data: bytes, tcc_seq: int, now: float) -> None:
+    def send_rtp(self, header: bytes, payload: bytes | memoryview, tcc_seq: int, now: float) -> None:
         transport = self.transport
         if transport is None:
             return
         if self._send_clock is not None:
             now = self._send_clock()
         cluster = self.downlink.sending_cluster
-        self.twcc_out.on_sent(tcc_seq, len(data), now, cluster)
+        size = len(header) + len(payload)
+        self.twcc_out.on_sent(tcc_seq, size, now, cluster)
         if cluster is not None:  # media sent while a probe cluster goes out is part of it (padding tops it up)
-            self.downlink.on_media_sent(len(data), now=now)
-        transport.send_rtp(data)
+            self.downlink.on_media_sent(size, now=now)
+        transport.send_rtp(header, payload)
 
     def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None:
         """A probe packet: recorded with its cluster so the prober can measure it from feedback."""

@@ -38,7 +38,7 @@ class EgressSink(Protocol):
 
     def next_tcc_seq(self) -> int: ...
 
-    def send_rtp(self, data: bytes, tcc_seq: int, now: float) -> None: ...
+    def send_rtp(self, header: bytes, payload: bytes | memoryview, tcc_seq: int, now: float) -> None: ...
 
     def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None: ...
 
@@ -101,7 +101,7 @@ class Consumer:
         self._vp8 = Vp8Munger() if producer.simulcast and producer.codec.name == "VP8" else None
         # History only where the subscriber negotiated NACK (RFC 4585): Opus usually is not, and storing
         # every audio packet for repairs nobody can ask for is per-packet work for nothing.
-        self._history = (
+        self._history: RetransmissionBuffer[tuple[bytes, bytes | memoryview]] | None = (
             RetransmissionBuffer(VIDEO_HISTORY if params.kind is MediaKind.VIDEO else AUDIO_HISTORY)
             if "nack" in params.codec.rtcp_feedback
             else None
@@ -165,19 +165,20 @@ class Consumer:
         level = pkt.audio_level
         if level is not None and pkt.voice_activity:
             level |= 0x80  # RFC 6464 section 3: the V bit rides in front of the level
-        # Positional calls from here on: this runs once per packet per subscriber.
-        data = self._writer.header(pkt.marker, seq, ts, tcc, level) + payload
+        # Positional calls from here on: this runs once per packet per subscriber. Header and payload stay
+        # apart: SRTP writes them into its buffer, so no plaintext packet is ever built here.
+        header = self._writer.header(pkt.marker, seq, ts, tcc, level)
         history = self._history
         if history is not None:
-            history.store(seq, data, now)
-        sink.send_rtp(data, tcc, now)
+            history.store(seq, (header, payload), now)
+        sink.send_rtp(header, payload, tcc, now)
         self.packets_sent += 1
         self.octets_sent += len(payload)
         self.last_out_ts = ts
         self.last_send_time = now
         stats = self._stats
         stats.packets_forwarded[self.kind_label] += 1
-        stats.bytes_forwarded[self.kind_label] += len(data)
+        stats.bytes_forwarded[self.kind_label] += len(header) + len(payload)
 
     def _switch(self, ext_seq: int, ext_ts: int, *, now: float) -> None:
         if self.current_layer is not None:
@@ -196,23 +197,25 @@ class Consumer:
         sent = 0
         rtt = self.rtt_s if self.rtt_s is not None else 0.1
         for seq in seqs:
-            data = self._history.get(seq, now=now, rtt=rtt)
-            if data is None:
+            entry = self._history.get(seq, now=now, rtt=rtt)
+            if entry is None:
                 continue
+            header, payload = entry
             try:
-                orig = parse_rtp(data, self._ext_ids)
+                orig = parse_rtp(header, self._ext_ids)
             except ValueError:
                 continue
-            payload = memoryview(orig.data)[orig.payload_offset : orig.payload_end]
             tcc = self._sink.next_tcc_seq()
             if self._rtx_writer is not None:
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
                 out = self._rtx_writer.build_rtx(marker=orig.marker, seq=self._rtx_seq, ts=orig.ts, osn=seq,
                                                  tcc_seq=tcc, payload=payload)
+                self._sink.send_rtp(out, b"", tcc, now)
             else:
-                out = self._writer.build(marker=orig.marker, seq=seq, ts=orig.ts, tcc_seq=tcc,
-                                         audio_level=orig.audio_level, payload=payload)
-            self._sink.send_rtp(out, tcc, now)
+                level = orig.audio_level
+                if level is not None and orig.voice_activity:
+                    level |= 0x80
+                self._sink.send_rtp(self._writer.header(orig.marker, seq, orig.ts, tcc, level), payload, tcc, now)
             sent += 1
         self._stats.retransmissions_sent += sent
         return sent

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 __all__ = ["AUDIO_MAX_AGE", "VIDEO_MAX_AGE", "NackGenerator", "RetransmissionBuffer"]
 
+P = TypeVar("P")
+
 VIDEO_MAX_AGE: Final = 2.0  # seconds a video packet stays worth resending (DESIGN.md section 3)
 AUDIO_MAX_AGE: Final = 1.0
-_MIN_RESEND_INTERVAL: Final = 0.02  # floor on the per-packet resend spacing when the RTT is tiny
+_MIN_RESEND_INTERVAL: Final = 0.02
+_NEVER: Final = float("-inf")  # floor on the per-packet resend spacing when the RTT is tiny
 
 
-class RetransmissionBuffer:
+class RetransmissionBuffer(Generic[P]):
     """Per outgoing stream: the last `capacity` packets by 16-bit output seq, ready to resend (pre-SRTP).
+
+    `P` is whatever the owner keeps per packet (the consumer: header and payload, never joined).
 
     A ring indexed by seq, so memory is bounded and lookups are one index; entries are validated by
     seq and age, so a slot reused after 65,536 packets is never confused with an old one.
@@ -26,18 +31,18 @@ class RetransmissionBuffer:
         self._cap = capacity
         self._max_age = max_age
         self._seq: list[int] = [-1] * capacity
-        self._data: list[bytes | None] = [None] * capacity
+        self._data: list[P | None] = [None] * capacity
         self._stored: list[float] = [0.0] * capacity
         self._sent: list[float] = [float("-inf")] * capacity  # last retransmission
 
-    def store(self, seq: int, packet: bytes, now: float) -> None:
+    def store(self, seq: int, packet: P, now: float) -> None:
         i = seq % self._cap
         self._seq[i] = seq
         self._data[i] = packet
         self._stored[i] = now
-        self._sent[i] = float("-inf")
+        self._sent[i] = _NEVER
 
-    def get(self, seq: int, *, now: float, rtt: float = 0.0) -> bytes | None:
+    def get(self, seq: int, *, now: float, rtt: float = 0.0) -> P | None:
         """The packet to resend, or None: unknown/evicted, too old, or already resent within one RTT."""
         i = seq % self._cap
         if self._seq[i] != seq or now - self._stored[i] > self._max_age:

@@ -58,6 +58,35 @@ def _bind(session: Session, func: object, trailer: int) -> Callable[[bytes], byt
     return process
 
 
+def _bind_protect(session: Session, trailer: int) -> Callable[[bytes, bytes | memoryview], memoryview]:
+    """`srtp_protect` of `header` + `payload` written straight into the session's buffer.
+
+    The egress path never builds the plaintext packet as one bytes object, nor copies the ciphertext out:
+    the result is a view of the session buffer, valid only until the next call, so the caller sends it
+    at once (one copy in, none out, per packet and subscriber).
+    """
+    ctx = session._srtp[0]
+    cdata = session._cdata
+    view = memoryview(session._buffer)
+    limit = len(cdata) - trailer
+    len_p = ffi.new("int *")
+    call = lib.srtp_protect
+
+    def protect(header: bytes, payload: bytes | memoryview = b"") -> memoryview:
+        h = len(header)
+        n = h + len(payload)
+        if n > limit:
+            raise SrtpFailure("packet is too long")
+        view[0:h] = header
+        view[h:n] = payload
+        len_p[0] = n
+        if call(ctx, cdata, len_p):
+            raise SrtpFailure("libsrtp refused the packet")
+        return view[0 : len_p[0]]
+
+    return protect
+
+
 def _session(profile: SrtpProfile, key: bytes, ssrc_type: int) -> Session:
     policy = Policy(key=key, ssrc_type=ssrc_type, srtp_profile=_LIBSRTP_PROFILES[profile])
     policy.allow_repeat_tx = True
@@ -68,14 +97,15 @@ def _session(profile: SrtpProfile, key: bytes, ssrc_type: int) -> Session:
 class SrtpContext:
     """Inbound and outbound sessions. `unprotect*` return None on failure; `protect*` may raise SRTP_ERRORS.
 
-    The transport calls `outbound.protect` directly on the egress hot path to save a call layer.
+    The transport calls `protect` directly on the egress hot path (and sends its result before calling it
+    again: it is a view of the session's buffer).
     """
 
     def __init__(self, keys: SrtpKeys) -> None:
         self.profile = keys.profile
         self.inbound = _session(keys.profile, keys.remote, Policy.SSRC_ANY_INBOUND)
         self.outbound = _session(keys.profile, keys.local, Policy.SSRC_ANY_OUTBOUND)
-        self.protect = _bind(self.outbound, lib.srtp_protect, _MAX_TRAILER)
+        self.protect = _bind_protect(self.outbound, _MAX_TRAILER)
         self.protect_rtcp = _bind(self.outbound, lib.srtp_protect_rtcp, _MAX_SRTCP_TRAILER)
         self._unprotect = _bind(self.inbound, lib.srtp_unprotect, 0)
         self._unprotect_rtcp = _bind(self.inbound, lib.srtp_unprotect_rtcp, 0)

@@ -21,7 +21,9 @@ from sfu.srtp import SRTP_ERRORS, SrtpContext
 from sfu.stats import DropReason, MediaStats
 
 TransportRole = Literal["server", "client"]
-SendFn = Callable[[bytes, Addr], object]  # socket.sendto returns a count
+# socket.sendto, or anything that copies `data` before returning: RTP goes out as a view of the SRTP
+# session's buffer, which the next packet overwrites.
+SendFn = Callable[[bytes | memoryview, Addr], object]
 
 _NOT_CONNECTED = DropReason.NOT_CONNECTED
 _PROTECT_FAILED = DropReason.SRTP_PROTECT_FAILED
@@ -87,7 +89,7 @@ class WebRtcTransport:
         self._dtls = DtlsSession(certificate, role=role)
         self._srtp: SrtpContext | None = None
         # Hot-path state: the bound protect method once keyed, the address media goes to once nominated.
-        self._protect: Callable[[bytes], bytes] | None = None
+        self._protect: Callable[[bytes, bytes | memoryview], memoryview] | None = None
         self._protect_rtcp: Callable[[bytes], bytes] | None = None
         self.remote_address: Addr | None = None
         self.addresses: set[Addr] = set()  # every address that passed an ICE check
@@ -196,15 +198,16 @@ class WebRtcTransport:
 
     # ---- egress (hot path) -------------------------------------------------------------------------
 
-    def send_rtp(self, packet: bytes) -> bool:
-        """Protect one RTP packet and send it to the nominated address. False (and a counted drop) if not."""
+    def send_rtp(self, header: bytes, payload: bytes | memoryview = b"") -> bool:
+        """Protect one RTP packet (`header` + `payload`, or a whole packet as `header`) and send it to the
+        nominated address. False (and a counted drop) if not."""
         # `_send_protected` inlined: this runs once per packet per subscriber.
         protect = self._protect
         if protect is None:
             self._drops[_NOT_CONNECTED] += 1
             return False
         try:
-            data = protect(packet)
+            data = protect(header, payload)
         except SRTP_ERRORS:
             self._drops[_PROTECT_FAILED] += 1
             return False

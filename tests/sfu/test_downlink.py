@@ -54,7 +54,8 @@ class Subscriber:
         self._tcc += 1
         return self._tcc
 
-    def send_rtp(self, data: bytes, tcc_seq: int, now: float) -> None:
+    def send_rtp(self, header: bytes, payload: bytes | memoryview, tcc_seq: int, now: float) -> None:
+        data = header + bytes(payload)
         # As the connection does: media sent during a probe cluster is part of it.
         cluster = self.adapter.sending_cluster if self.adapter is not None else None
         self._link(Sent(tcc_seq, len(data), now, cluster, int.from_bytes(data[8:12], "big"), False))

@@ -65,8 +65,8 @@ class Sink:
         self._tcc += 1
         return self._tcc
 
-    def send_rtp(self, data: bytes, tcc_seq: int, now: float) -> None:
-        self.sent.append(data)
+    def send_rtp(self, header: bytes, payload: bytes | memoryview, tcc_seq: int, now: float) -> None:
+        self.sent.append(header + bytes(payload))
 
     def send_probe(self, data: bytes, tcc_seq: int, cluster_id: int, *, now: float) -> None:
         raise AssertionError("no probes here")

@@ -65,7 +65,8 @@ class Wire:
     queue: list[tuple[str, bytes, Addr]] = field(default_factory=list)
 
     def sender(self, to: str, src: Addr) -> object:
-        return lambda data, addr: self.queue.append((to, data, src))
+        # A copy, as the kernel takes one: a transport's send may hand over a view of its SRTP buffer.
+        return lambda data, addr: self.queue.append((to, bytes(data), src))
 
 
 def make_pair(
