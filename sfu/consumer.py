@@ -135,7 +135,7 @@ class Consumer:
     # -- hot path --------------------------------------------------------------------------------
 
     def forward(self, pkt: RtpPacket, payload: memoryview, layer: int, ext_seq: int, ext_ts: int,
-                keyframe: bool, *, now: float) -> None:
+                keyframe: bool, now: float) -> None:
         if self.pause_reason is not PauseReason.NONE:
             self._stats.drops[DropReason.CONSUMER_PAUSED] += 1
             return
@@ -157,7 +157,7 @@ class Consumer:
         if seq is None:
             self._stats.drops[DropReason.DUPLICATE] += 1
             return
-        ts = self._ts.map(ext_ts, now=now)
+        ts = self._ts.map(ext_ts, now)
         if self._vp8 is not None:
             payload = self._vp8.rewrite(payload)  # type: ignore[assignment]
         sink = self._sink

@@ -157,7 +157,7 @@ class TsMunger:
         self._last_out = out
         self._last_now = now
 
-    def map(self, ext_ts: int, *, now: float) -> int:
+    def map(self, ext_ts: int, now: float) -> int:
         """The 32-bit output timestamp for a forwarded packet."""
         offset = self._offset
         if offset is None:

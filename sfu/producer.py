@@ -260,7 +260,7 @@ class Producer:
         # frames in sequence order (aiortc) then decodes nothing.
         switch_point = keyframe and (newest_before is None or ext_seq > newest_before)
         for consumer in self.consumers:
-            consumer.forward(pkt, payload, stream.layer, ext_seq, ext_ts, switch_point, now=now)
+            consumer.forward(pkt, payload, stream.layer, ext_seq, ext_ts, switch_point, now)
 
     def _update_receive_stats(self, stream: RecvStream, ext_seq: int, ts: int, now: float) -> None:
         if stream.base_ext_seq is None:
