@@ -7,6 +7,7 @@ forwards its events.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,12 @@ from adaptation.events import FallbackEvent
 from adaptation.fallback import Fallback, FallbackConfig, FallbackState
 from adaptation.prober import ProbeCluster, Prober, ProberConfig, ProbeResult
 from adaptation.types import CongestionState, PacketResult
+
+# `on_update` skips a decision that would repeat the last one (see `_steady`): the estimate moved less than
+# this fraction (the allocator ignores changes under 15 %, AllocatorConfig.estimate_deadband) and the last
+# decision is younger than this. A steady subscriber then costs one decision per 0.5 s instead of ten.
+STEADY_BAND = 0.05
+STEADY_RECHECK_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +57,13 @@ class DownlinkController:
 
     __slots__ = (
         "_audio_bps",
+        "_decided_at",
+        "_decided_bps",
         "_headroom",
         "_lowest_bps",
+        "_media_changed",
         "_path_bps",
+        "_settled",
         "_tracks",
         "_trial",
         "_trial_s",
@@ -76,15 +87,24 @@ class DownlinkController:
         self._audio_bps = 0.0
         self._tracks: tuple[VideoTrack, ...] = ()
         self._lowest_bps: float | None = None  # `_lowest_layer_bps` of `_tracks`, kept with them
+        # What `_steady` compares with: the last decision's time and estimate, whether it left every track
+        # settled, and whether the media changed since.
+        self._decided_at = -math.inf
+        self._decided_bps = 0.0
+        self._settled = False
+        self._media_changed = True
 
     def set_media(self, audio_bps: float, tracks: Sequence[VideoTrack]) -> None:
         """The measured audio rate and the subscribed video tracks' measured layers."""
+        if abs(audio_bps - self._audio_bps) > STEADY_BAND * self._audio_bps:
+            self._media_changed = True
         self._audio_bps = audio_bps
         new = tuple(tracks)
         old = self._tracks
         # The media plane hands back the same objects while its meters have not moved.
         if len(new) != len(old) or any(n is not o for n, o in zip(new, old)):
             self._lowest_bps = _lowest_layer_bps(new)
+            self._media_changed = True
         self._tracks = new
 
     def on_feedback(self, results: Sequence[PacketResult], *, now: float) -> Decision:
@@ -94,16 +114,33 @@ class DownlinkController:
     def on_timer(self, *, now: float) -> Decision:
         return self._decide(self.prober.on_timer(now=now), now)
 
-    def on_update(self, results: Sequence[PacketResult], *, now: float) -> Decision:
+    def on_update(self, results: Sequence[PacketResult], *, now: float) -> Decision | None:
         """`on_feedback` and `on_timer` as one decision, for a shell that wakes for either: the timer's only
-        work of its own is the prober's timeout, which a cluster just completed by this feedback skips."""
+        work of its own is the prober's timeout, which a cluster just completed by this feedback skips.
+
+        None when the last decision still stands (`_steady`): the shell has nothing to apply.
+        """
         result: ProbeResult | None = None
         if results:
             self.estimator.on_packet_results(results, now=now)
             result = self.prober.on_packet_results(results, now=now)
         if result is None:
             result = self.prober.on_timer(now=now)
+            if self._steady(now):
+                return None
         return self._decide(result, now)
+
+    def _steady(self, now: float) -> bool:
+        """Whether a decision now would repeat the last one: every track has its top wanted layer with room
+        (nothing to probe for, no grace running), nothing in flight, the estimate is NORMAL and within
+        `STEADY_BAND` of the one decided on, the media is the same objects, and the last decision is under
+        `STEADY_RECHECK_S` old (time-based rules: hold-offs, trials, the fallback's clocks)."""
+        if not self._settled or self._media_changed or now - self._decided_at >= STEADY_RECHECK_S:
+            return False
+        estimator = self.estimator
+        if estimator.state is not CongestionState.NORMAL or self.prober.in_flight:
+            return False
+        return abs(estimator.target_bps - self._decided_bps) <= STEADY_BAND * self._decided_bps
 
     def on_probe_sent(self, cluster_id: int, size: int, *, now: float) -> None:
         self.prober.on_probe_sent(cluster_id, size, now=now)
@@ -153,6 +190,18 @@ class DownlinkController:
         probe = self._plan_probe(allocation, total, lowest, now)
         if probe is not None and fallback.state is FallbackState.AUDIO_ONLY:
             events.append(fallback.on_probe_started(probe, now=now))
+        self._decided_at = now
+        self._decided_bps = target
+        self._media_changed = False
+        self._settled = (
+            fallback.state is FallbackState.VIDEO
+            and probe is None
+            and result is None
+            and not events
+            and self._trial is None
+            and allocation.probe_goal_bps is None
+            and _all_at_top(allocation, self._tracks)
+        )
         return Decision(
             allocation,
             target,
@@ -231,3 +280,14 @@ def _lowest_layer_bps(tracks: Sequence[VideoTrack]) -> float | None:
     if best is None:
         return None
     return next(layer.bitrate_bps for layer in best.layers if layer.flowing_since is not None)
+
+
+def _all_at_top(allocation: Allocation, tracks: tuple[VideoTrack, ...]) -> bool:
+    """Every track forwards its highest flowing layer, within budget: no decision can raise anything."""
+    if len(allocation.tracks) != len(tracks):
+        return False
+    for granted, track in zip(allocation.tracks, tracks):
+        top = max((i for i, layer in enumerate(track.layers) if layer.flowing_since is not None), default=None)
+        if granted.track_id != track.track_id or granted.layer != top or granted.over_budget:
+            return False
+    return True

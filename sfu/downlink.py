@@ -130,7 +130,11 @@ class DownlinkAdapter:
             self._set_media(now)
         if results or now >= self._next_timer:
             self._next_timer = now + ADAPT_INTERVAL
-            self._apply(self.controller.on_update(results, now=now), now)
+            decision = self.controller.on_update(results, now=now)
+            if decision is None:  # the last decision stands
+                self.estimate_bps = self.controller.estimator.target_bps
+            else:
+                self._apply(decision, now)
 
     def _set_media(self, now: float) -> None:
         audio = 0.0
