@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fractions
 import json
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -110,14 +111,32 @@ def _configuration() -> RTCConfiguration:
     return RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
+def _set_rcvbuf(pc: RTCPeerConnection, size: int) -> None:
+    """SO_RCVBUF on the peer connection's ICE sockets (aiortc keeps them in aioice's private protocols)."""
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        for protocol in connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 class AiortcParticipant:
     def __init__(self, url: str, token: str, *, seed: int = 0, publish: bool = True,
-                 width: int = 320, height: int = 240) -> None:
+                 width: int = 320, height: int = 240, video_size: tuple[int, int] | None = None,
+                 rcvbuf: int | None = None) -> None:
         self.signalling = SignallingClient(url)
         self.token = token
         self.seed = seed
         self.publish_media = publish
         self.size = (width, height)
+        # Adaptive stream (docs/protocol.md 4.6a): the tile size each received video is shown at, so that
+        # the server forwards a small simulcast layer; None: no preference (the top layer).
+        self.video_size = video_size
+        self._sized: set[str] = set()
+        # A larger socket receive buffer: a process starved of CPU for a few hundred ms (several peers on
+        # two cores) reads late instead of having the kernel drop datagrams aiortc then waits seconds for.
+        self.rcvbuf = rcvbuf
         self.participant_id = ""
         self.joined: dict[str, Any] = {}
         self.published: list[dict[str, Any]] = []
@@ -165,7 +184,16 @@ class AiortcParticipant:
         self.active_tracks = {t["track_id"]: t["participant_id"] for t in offer["tracks"] if t["track_id"]}
         await self._sub.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         await self._sub.setLocalDescription(await self._sub.createAnswer())
+        if self.rcvbuf is not None:
+            _set_rcvbuf(self._sub, self.rcvbuf)
         await self.signalling.answer(offer["offer_id"], self._sub.localDescription.sdp)
+        if self.video_size is not None:
+            for t in offer["tracks"]:
+                if t["track_id"] is not None and t["kind"] == "video" and t["track_id"] not in self._sized:
+                    self._sized.add(t["track_id"])
+                    await self.signalling.request({"type": "video_preference", "track_id": t["track_id"],
+                                                   "max_width": self.video_size[0],
+                                                   "max_height": self.video_size[1]})
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         mid = next((t.mid for t in self._sub.getTransceivers() if t.receiver.track is track), None)
@@ -217,7 +245,9 @@ class AiortcParticipant:
 async def _run_process(args: argparse.Namespace) -> None:
     """One participant per process: join, wait until every expected peer's audio and video decode, report
     the per-track summary over `--window` seconds as one JSON line, then stay until stdin closes."""
-    p = AiortcParticipant(args.url, args.token, seed=args.seed, width=args.width, height=args.height)
+    w, _, h = args.video_size.partition("x")
+    p = AiortcParticipant(args.url, args.token, seed=args.seed, width=args.width, height=args.height,
+                          video_size=(int(w), int(h)) if args.video_size else None, rcvbuf=args.rcvbuf)
     await p.join()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.wait
@@ -227,7 +257,9 @@ async def _run_process(args: argparse.Namespace) -> None:
             break
         await asyncio.sleep(0.2)
     await asyncio.sleep(args.window + 0.2)
-    print(json.dumps({"participant_id": p.participant_id, "tracks": p.summary(args.window)}), flush=True)
+    pauses = [e for e in p.events if e.get("type") in ("track_paused", "track_resumed")]
+    print(json.dumps({"participant_id": p.participant_id, "tracks": p.summary(args.window), "pauses": pauses}),
+          flush=True)
     await loop.run_in_executor(None, sys.stdin.read)
     await p.leave()
 
@@ -242,6 +274,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--video-size", default="", help="WxH tile each received video is shown at")
+    parser.add_argument("--rcvbuf", type=int, default=None, help="SO_RCVBUF of its media sockets (bytes)")
     asyncio.run(_run_process(parser.parse_args()))
 
 

@@ -1,7 +1,10 @@
-"""A small aiortc participant speaking docs/protocol.md, for mixed browser + aiortc sessions.
+"""aiortc participants for mixed browser + aiortc sessions.
 
-Publishes synthetic 320x240 video and silence, answers every subscribe offer, and counts decoded frames
-per sender and kind. (When `client/aiortc_participant.py` lands, the family test can use that instead.)
+`AiortcPeer` runs in the test process (publishes synthetic 320x240 video and silence, answers every
+subscribe offer, counts decoded frames per sender and kind); fine for one peer next to one browser.
+`ParticipantProcess` runs `client.aiortc_participant` in a process of its own, as the integration family
+test does: next to several Chromiums and Playwright, peers sharing the test process's event loop and GIL
+read their sockets seconds late and the kernel drops their datagrams.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import asyncio
 import contextlib
 import fractions
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +22,8 @@ import aiohttp
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 from av import VideoFrame
+
+from tests.browser.server_process import ROOT
 
 
 class SmallVideo(VideoStreamTrack):
@@ -125,3 +132,46 @@ class AiortcPeer:
         await self._sub.close()
         await self._ws.close()
         await self._http.close()
+
+
+class ParticipantProcess:
+    """One `python -m client.aiortc_participant`: joins, waits until `expect` others' audio and video decode,
+    then reports per remote track what it decoded over the last `window` seconds (one JSON line)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, ws_url: str, token: str, *, seed: int, expect: int, window: float,
+                    video_size: tuple[int, int] | None = None, camera: tuple[int, int] = (320, 240),
+                    nice: int = 0, rcvbuf: int | None = None) -> ParticipantProcess:
+        args = ["--url", ws_url, "--token", token, "--seed", str(seed), "--expect", str(expect),
+                "--window", str(window), "--width", str(camera[0]), "--height", str(camera[1])]
+        if rcvbuf is not None:
+            args += ["--rcvbuf", str(rcvbuf)]
+        if video_size is not None:
+            args += ["--video-size", f"{video_size[0]}x{video_size[1]}"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "client.aiortc_participant", *args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        )
+        if nice:
+            os.setpriority(os.PRIO_PROCESS, proc.pid, nice)  # tests run as root
+        return cls(proc)
+
+    async def report(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        assert line, f"the aiortc participant process died (exit {await self.proc.wait()})"
+        report: dict[str, Any] = json.loads(line)
+        return report
+
+    async def close(self) -> None:
+        """Closing stdin makes it leave the room and exit."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout=15)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()

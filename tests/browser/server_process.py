@@ -60,6 +60,10 @@ class ServerProcess:
             body["display_name"] = name
         return str((await self.api("POST", f"/v1/rooms/{room_id}/tokens", body))["token"])
 
+    def favour(self) -> None:
+        """Schedule the server ahead of the browsers and peers sharing its cores (as on a host of its own)."""
+        os.setpriority(os.PRIO_PROCESS, self.proc.pid, -10)  # tests run as root
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

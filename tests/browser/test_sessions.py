@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tests.browser.aiortc_peer import AiortcPeer
+from tests.browser.aiortc_peer import AiortcPeer, ParticipantProcess
 from tests.browser.harness import BrowserLab, BrowserNet
 from tests.browser.server_process import ServerProcess
 from tests.browser.session import FRAME_MONITOR_JS, Participant, assert_media_flows, measure
@@ -128,58 +128,70 @@ async def test_browser_on_a_1mbit_link_gets_audio_and_video(server: ServerProces
     await client.screenshot("shaped-1mbit-client.png")
 
 
-# Open bug (issue 3 stays open for it): the aiortc participants starve. With three 720p simulcast Chromiums,
-# the server and this test process on two cores (load average ~13), the test process reads its aiortc
-# sockets seconds late: the kernel drops 1,500-4,200 datagrams per run on their full receive buffers
-# (RcvbufErrors), and aiortc cannot repair the holes (it routes RTX only by SSRC or a payload type unique
-# to one receiver, and our bundled subscribe offers give every video section RTX 97), so its jitter
-# buffer waits ~512 packets at each hole: 2-5 fps per sender instead of > 5. The down-switch bug that
-# made a bot decode nothing at all is fixed (tests/sfu/test_switch_points.py).
-@pytest.mark.xfail(reason="aiortc participants starved of CPU on 2 cores lose datagrams and cannot use our RTX "
-                          "(see README, Known problems)", strict=False)
+BOT_WINDOW_S = 10.0
+# What "receives everyone" means here, per (receiver, sender), with margin for two loaded cores (measured
+# with the server favoured: browsers decode each other's video at 10-15 fps and the bots' at 17-28, bots
+# decode browsers at 8-18 fps and each other at 13-27, audio arrives at 50 packets/s and bots decode
+# 29-60 frames/s). Without the per-section payload types the bots decoded 2-5 fps; a pair that gets
+# nothing decodes 0.
+MIN_VIDEO_FPS = 3.0
+MIN_AUDIO_PER_S = 15.0  # browsers: Opus packets (50/s sent); bots: decoded 20 ms frames
+
+
 async def test_family_session_three_browsers_two_aiortc(server: ServerProcess, lab: BrowserLab) -> None:
+    """Everyone receives everyone: each browser and each aiortc participant decodes every other one's video
+    and gets their audio. The aiortc participants run one process each (as tests/integration's family of
+    seven) and show videos as thumbnails, so the server forwards them the small simulcast layer."""
+    # Three Chromiums, two aiortc peers and the SFU share two cores here; in service each has its own host.
+    # Without priority the SFU's event loop lagged 0.25-1 s at times and its downlink estimate, reading that
+    # as path delay, paused a subscriber's video for whole windows (reason "bandwidth" on a veth). Chromium
+    # adapts its encoding to the CPU it gets; the Python peers do not, so they come next (nice -5), with
+    # receive buffers that outlast a stall (the kernel dropped 300-2,300 datagrams a run on the default).
+    server.favour()
     roles = [("therapist", "Dr. Lee"), ("client", "Parent"), ("client", "Teen")]
     room = await server.create_room("family", waiting_room=False)
     browsers = await join_all(server, lab, room, roles)
-    peers = [
-        AiortcPeer(
-            server.base_url.replace("http", "ws") + "/ws", await server.token(room, f"p-bot-{i}", "client"),
-            # Thumbnail tiles, as an SDK client shows five people: the bots get the small layer (aiortc
-            # cannot decode three 720p streams in real time on two cores).
-            video_size=(320, 180),
-        )
-        for i in range(2)
-    ]
+    ws_url = server.base_url.replace("http", "ws") + "/ws"
+    bot_ids = [f"p-bot-{i}" for i in range(2)]
+    everyone = [b.participant_id for b in browsers] + bot_ids
+    bots: list[ParticipantProcess] = []
     try:
-        for peer in peers:
-            await peer.start()
-        everyone = [b.participant_id for b in browsers] + [p.participant_id for p in peers]
+        for i, bot_id in enumerate(bot_ids):
+            bots.append(await ParticipantProcess.start(
+                ws_url, await server.token(room, bot_id, "client"), seed=i, expect=len(everyone) - 1,
+                window=BOT_WINDOW_S, video_size=(320, 180), camera=(160, 120), nice=-5,
+                rcvbuf=4 << 20,
+            ))
         for b in browsers:
             for other in everyone:
                 if other != b.participant_id:
                     await b.wait_remote(other, "video", timeout=30)
                     await b.wait_remote(other, "audio", timeout=30)
-        before = [dict(p.frames) for p in peers]
-        deltas = await asyncio.gather(*(measure(b, everyone, 5.0) for b in browsers))
-        for b, d in zip(browsers, deltas, strict=True):
-            for other in everyone:
-                if other != b.participant_id:
-                    assert d[(other, "video")]["framesDecoded"] > 25, (
-                        b.participant_id,
-                        other,
-                        d[(other, "video")],
-                    )
-                    assert d[(other, "audio")]["totalSamplesReceived"] > 0, (b.participant_id, other)
-        for p, b0 in zip(peers, before, strict=True):
-            for other in everyone:
-                if other != p.participant_id:
-                    for kind in ("video", "audio"):
-                        got = p.frames.get((other, kind), 0) - b0.get((other, kind), 0)
-                        assert got > 25, (p.participant_id, other, kind, sorted(p.frames.items()))
+        deltas = await asyncio.gather(*(measure(b, everyone, MEASURE_S) for b in browsers))
+        reports = [await bot.report(timeout=90) for bot in bots]
         await browsers[0].screenshot("family-therapist.png")
     finally:
-        for peer in peers:
-            await peer.close()
+        for bot in bots:
+            await bot.close()
+    got: dict[str, tuple[float, float]] = {}  # "receiver<-sender" -> (video fps, audio per second)
+    for b, d in zip(browsers, deltas, strict=True):
+        for other in everyone:
+            if other != b.participant_id:
+                video, audio = d.get((other, "video"), {}), d.get((other, "audio"), {})
+                got[f"{b.participant_id}<-{other}"] = (round(video.get("framesDecoded", 0) / MEASURE_S, 1),
+                                                       round(audio.get("packetsReceived", 0) / MEASURE_S, 1))
+    for bot_id, report in zip(bot_ids, reports, strict=True):
+        assert report["participant_id"] == bot_id, report
+        for other in everyone:
+            if other != bot_id:
+                tracks = [t for t in report["tracks"].values() if t["participant_id"] == other]
+                got[f"{bot_id}<-{other}"] = (max((t["fps"] for t in tracks if t["kind"] == "video"), default=0),
+                                             max((t["fps"] for t in tracks if t["kind"] == "audio"), default=0))
+    print(f"receiver<-sender: (video fps, audio/s): {got}")
+    assert len(got) == len(everyone) * (len(everyone) - 1)
+    short = {pair: v for pair, v in got.items() if v[0] < MIN_VIDEO_FPS or v[1] < MIN_AUDIO_PER_S}
+    assert not short, (f"below {MIN_VIDEO_FPS} fps video or {MIN_AUDIO_PER_S}/s audio: {short}; all: {got}; "
+                       f"pauses the bots were told of: {[r['pauses'] for r in reports]}")
 
 
 class _DecodeFailures(logging.Handler):
