@@ -58,8 +58,8 @@ def _bind(session: Session, func: object, trailer: int) -> Callable[[bytes], byt
     return process
 
 
-def _bind_protect(session: Session, trailer: int) -> Callable[[bytes, bytes | memoryview], memoryview]:
-    """`srtp_protect` of `header` + `payload` written straight into the session's buffer.
+def _bind_protect(session: Session, func: object, trailer: int) -> Callable[[bytes, bytes | memoryview], memoryview]:
+    """`srtp_protect` (or `_rtcp`) of `header` + `payload` written straight into the session's buffer.
 
     The egress path never builds the plaintext packet as one bytes object, nor copies the ciphertext out:
     the result is a view of the session buffer, valid only until the next call, so the caller sends it
@@ -70,7 +70,7 @@ def _bind_protect(session: Session, trailer: int) -> Callable[[bytes, bytes | me
     view = memoryview(session._buffer)
     limit = len(cdata) - trailer
     len_p = ffi.new("int *")
-    call = lib.srtp_protect
+    call = func
 
     def protect(header: bytes, payload: bytes | memoryview = b"") -> memoryview:
         h = len(header)
@@ -80,7 +80,7 @@ def _bind_protect(session: Session, trailer: int) -> Callable[[bytes, bytes | me
         view[0:h] = header
         view[h:n] = payload
         len_p[0] = n
-        if call(ctx, cdata, len_p):
+        if call(ctx, cdata, len_p):  # type: ignore[operator]
             raise SrtpFailure("libsrtp refused the packet")
         return view[0 : len_p[0]]
 
@@ -105,8 +105,8 @@ class SrtpContext:
         self.profile = keys.profile
         self.inbound = _session(keys.profile, keys.remote, Policy.SSRC_ANY_INBOUND)
         self.outbound = _session(keys.profile, keys.local, Policy.SSRC_ANY_OUTBOUND)
-        self.protect = _bind_protect(self.outbound, _MAX_TRAILER)
-        self.protect_rtcp = _bind(self.outbound, lib.srtp_protect_rtcp, _MAX_SRTCP_TRAILER)
+        self.protect = _bind_protect(self.outbound, lib.srtp_protect, _MAX_TRAILER)
+        self.protect_rtcp = _bind_protect(self.outbound, lib.srtp_protect_rtcp, _MAX_SRTCP_TRAILER)
         self._unprotect = _bind(self.inbound, lib.srtp_unprotect, 0)
         self._unprotect_rtcp = _bind(self.inbound, lib.srtp_unprotect_rtcp, 0)
 

@@ -24,6 +24,7 @@ TransportRole = Literal["server", "client"]
 # socket.sendto, or anything that copies `data` before returning: RTP goes out as a view of the SRTP
 # session's buffer, which the next packet overwrites.
 SendFn = Callable[[bytes | memoryview, Addr], object]
+Protect = Callable[[bytes, bytes | memoryview], memoryview]  # sfu/srtp.py: header + payload -> view to send
 
 _NOT_CONNECTED = DropReason.NOT_CONNECTED
 _PROTECT_FAILED = DropReason.SRTP_PROTECT_FAILED
@@ -89,8 +90,8 @@ class WebRtcTransport:
         self._dtls = DtlsSession(certificate, role=role)
         self._srtp: SrtpContext | None = None
         # Hot-path state: the bound protect method once keyed, the address media goes to once nominated.
-        self._protect: Callable[[bytes, bytes | memoryview], memoryview] | None = None
-        self._protect_rtcp: Callable[[bytes], bytes] | None = None
+        self._protect: Protect | None = None
+        self._protect_rtcp: Protect | None = None
         self.remote_address: Addr | None = None
         self.addresses: set[Addr] = set()  # every address that passed an ICE check
 
@@ -201,32 +202,17 @@ class WebRtcTransport:
     def send_rtp(self, header: bytes, payload: bytes | memoryview = b"") -> bool:
         """Protect one RTP packet (`header` + `payload`, or a whole packet as `header`) and send it to the
         nominated address. False (and a counted drop) if not."""
-        # `_send_protected` inlined: this runs once per packet per subscriber.
-        protect = self._protect
+        return self._send_protected(self._protect, header, payload)
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        return self._send_protected(self._protect_rtcp, packet, b"")
+
+    def _send_protected(self, protect: Protect | None, header: bytes, payload: bytes | memoryview) -> bool:
         if protect is None:
             self._drops[_NOT_CONNECTED] += 1
             return False
         try:
             data = protect(header, payload)
-        except SRTP_ERRORS:
-            self._drops[_PROTECT_FAILED] += 1
-            return False
-        try:
-            self._send(data, self.remote_address)  # type: ignore[arg-type]  # set whenever _protect is
-        except OSError:
-            self._drops[_SEND_FAILED] += 1
-            return False
-        return True
-
-    def send_rtcp(self, packet: bytes) -> bool:
-        return self._send_protected(packet, self._protect_rtcp)
-
-    def _send_protected(self, packet: bytes, protect: Callable[[bytes], bytes] | None) -> bool:
-        if protect is None:
-            self._drops[_NOT_CONNECTED] += 1
-            return False
-        try:
-            data = protect(packet)
         except SRTP_ERRORS:
             self._drops[_PROTECT_FAILED] += 1
             return False
