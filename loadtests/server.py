@@ -66,7 +66,8 @@ def start(host: str = "127.0.0.1", *, log: Path | None = None, env: dict[str, st
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"confidant exited with {process.returncode}")
+            tail = log.read_text()[-4000:] if log is not None else ""
+            raise RuntimeError(f"confidant exited with {process.returncode}: {tail}")
         try:
             with urllib.request.urlopen(server.base + "/readyz", timeout=1) as resp:
                 if resp.status == 200:
