@@ -97,6 +97,9 @@ async def start_server() -> ServerProcess:
         CONFIDANT_API_KEY=API_KEY,
         CONFIDANT_API_SECRET=API_SECRET,
         CONFIDANT_LOG_FORMAT="kv",
+        # SIGTERM drains sessions for up to this long (300 s by default): a test's server should exit by
+        # itself once its browsers are gone, not wait out stop()'s 10 s and be killed.
+        CONFIDANT_DRAIN_TIMEOUT="1",
     )
     fd, log_name = tempfile.mkstemp(prefix="confidant-server-", suffix=".log")
     log = os.fdopen(fd, "wb")
