@@ -298,7 +298,9 @@ class Connection:
             self.downlink.tick(self.take_feedback(), now=now)
         due = self._next_report
         if self.producers:
-            due = min(due, self._next_twcc, self._next_nack if missing else due)
+            due = min(due, self._next_twcc)
+        if missing:
+            due = min(due, self._next_nack)
         if self.consumers:
             adapt = self.downlink.next_timer
             if adapt is not None:

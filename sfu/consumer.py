@@ -24,6 +24,14 @@ VIDEO_HISTORY = 500
 AUDIO_HISTORY = 200
 
 
+def _level_byte(pkt: RtpPacket) -> int | None:
+    """The audio-level extension byte to send (RFC 6464 section 3: the V bit in front of -dBov)."""
+    level = pkt.audio_level
+    if level is not None and pkt.voice_activity:
+        return level | 0x80
+    return level
+
+
 class PauseReason(str, enum.Enum):
     NONE = "none"
     NO_LAYER_FLOWING = "no_layer_flowing"
@@ -162,12 +170,9 @@ class Consumer:
             payload = self._vp8.rewrite(payload)  # type: ignore[assignment]
         sink = self._sink
         tcc = sink.next_tcc_seq()
-        level = pkt.audio_level
-        if level is not None and pkt.voice_activity:
-            level |= 0x80  # RFC 6464 section 3: the V bit rides in front of the level
         # Positional calls from here on: this runs once per packet per subscriber. Header and payload stay
         # apart: SRTP writes them into its buffer, so no plaintext packet is ever built here.
-        header = self._writer.header(pkt.marker, seq, ts, tcc, level)
+        header = self._writer.header(pkt.marker, seq, ts, tcc, _level_byte(pkt))
         history = self._history
         if history is not None:
             history.store(seq, (header, payload), now)
@@ -212,10 +217,8 @@ class Consumer:
                                                  tcc_seq=tcc, payload=payload)
                 self._sink.send_rtp(out, b"", tcc, now)
             else:
-                level = orig.audio_level
-                if level is not None and orig.voice_activity:
-                    level |= 0x80
-                self._sink.send_rtp(self._writer.header(orig.marker, seq, orig.ts, tcc, level), payload, tcc, now)
+                header = self._writer.header(orig.marker, seq, orig.ts, tcc, _level_byte(orig))
+                self._sink.send_rtp(header, payload, tcc, now)
             sent += 1
         self._stats.retransmissions_sent += sent
         return sent

@@ -10,8 +10,8 @@ P = TypeVar("P")
 
 VIDEO_MAX_AGE: Final = 2.0  # seconds a video packet stays worth resending (DESIGN.md section 3)
 AUDIO_MAX_AGE: Final = 1.0
-_MIN_RESEND_INTERVAL: Final = 0.02
-_NEVER: Final = float("-inf")  # floor on the per-packet resend spacing when the RTT is tiny
+_MIN_RESEND_INTERVAL: Final = 0.02  # floor on the per-packet resend spacing when the RTT is tiny
+_NEVER: Final = float("-inf")
 
 
 class RetransmissionBuffer(Generic[P]):
@@ -33,7 +33,7 @@ class RetransmissionBuffer(Generic[P]):
         self._seq: list[int] = [-1] * capacity
         self._data: list[P | None] = [None] * capacity
         self._stored: list[float] = [0.0] * capacity
-        self._sent: list[float] = [float("-inf")] * capacity  # last retransmission
+        self._sent: list[float] = [_NEVER] * capacity  # last retransmission
 
     def store(self, seq: int, packet: P, now: float) -> None:
         i = seq % self._cap

@@ -32,38 +32,14 @@ _MAX_TRAILER: int = pylibsrtp.SRTP_MAX_TRAILER_LEN
 _MAX_SRTCP_TRAILER: int = pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
 
 
-def _bind(session: Session, func: object, trailer: int) -> Callable[[bytes], bytes]:
-    """One libsrtp call on `session`'s context and buffer, without pylibsrtp's per-call wrapper work.
+def _bind(session: Session, func: object, trailer: int) -> Callable[[bytes, bytes | memoryview], memoryview]:
+    """One libsrtp call (protect or unprotect, RTP or RTCP) on `header` + `payload` written straight into
+    `session`'s buffer, without pylibsrtp's per-call wrapper work (it allocates an `int *` and re-checks its
+    arguments on every packet: on the egress path as much as the cipher itself).
 
-    pylibsrtp allocates an `int *` and re-checks its arguments on every packet; on the egress path that was
-    as much as the cipher itself. The session owns the context and buffer and must outlive the closure.
-    """
-    ctx = session._srtp[0]
-    cdata = session._cdata
-    buf = session._buffer
-    limit = len(cdata) - trailer
-    len_p = ffi.new("int *")
-    call = func
-
-    def process(data: bytes) -> bytes:
-        n = len(data)
-        if n > limit:
-            raise SrtpFailure("packet is too long")
-        len_p[0] = n
-        buf[0:n] = data
-        if call(ctx, cdata, len_p):  # type: ignore[operator]
-            raise SrtpFailure("libsrtp refused the packet")
-        return buf[0 : len_p[0]]  # type: ignore[no-any-return]
-
-    return process
-
-
-def _bind_protect(session: Session, func: object, trailer: int) -> Callable[[bytes, bytes | memoryview], memoryview]:
-    """`srtp_protect` (or `_rtcp`) of `header` + `payload` written straight into the session's buffer.
-
-    The egress path never builds the plaintext packet as one bytes object, nor copies the ciphertext out:
-    the result is a view of the session buffer, valid only until the next call, so the caller sends it
-    at once (one copy in, none out, per packet and subscriber).
+    The result is a view of the session buffer, valid only until the next call: egress sends it at once,
+    so it never builds the plaintext packet nor copies the ciphertext out; ingress copies it (`bytes`),
+    since the parsed packet outlives the call. The session must outlive the closure.
     """
     ctx = session._srtp[0]
     cdata = session._cdata
@@ -72,7 +48,7 @@ def _bind_protect(session: Session, func: object, trailer: int) -> Callable[[byt
     len_p = ffi.new("int *")
     call = func
 
-    def protect(header: bytes, payload: bytes | memoryview = b"") -> memoryview:
+    def process(header: bytes, payload: bytes | memoryview = b"") -> memoryview:
         h = len(header)
         n = h + len(payload)
         if n > limit:
@@ -84,7 +60,7 @@ def _bind_protect(session: Session, func: object, trailer: int) -> Callable[[byt
             raise SrtpFailure("libsrtp refused the packet")
         return view[0 : len_p[0]]
 
-    return protect
+    return process
 
 
 def _session(profile: SrtpProfile, key: bytes, ssrc_type: int) -> Session:
@@ -105,19 +81,19 @@ class SrtpContext:
         self.profile = keys.profile
         self.inbound = _session(keys.profile, keys.remote, Policy.SSRC_ANY_INBOUND)
         self.outbound = _session(keys.profile, keys.local, Policy.SSRC_ANY_OUTBOUND)
-        self.protect = _bind_protect(self.outbound, lib.srtp_protect, _MAX_TRAILER)
-        self.protect_rtcp = _bind_protect(self.outbound, lib.srtp_protect_rtcp, _MAX_SRTCP_TRAILER)
+        self.protect = _bind(self.outbound, lib.srtp_protect, _MAX_TRAILER)
+        self.protect_rtcp = _bind(self.outbound, lib.srtp_protect_rtcp, _MAX_SRTCP_TRAILER)
         self._unprotect = _bind(self.inbound, lib.srtp_unprotect, 0)
         self._unprotect_rtcp = _bind(self.inbound, lib.srtp_unprotect_rtcp, 0)
 
     def unprotect(self, data: bytes) -> bytes | None:
         try:
-            return self._unprotect(data)
+            return bytes(self._unprotect(data, b""))
         except SrtpFailure:
             return None
 
     def unprotect_rtcp(self, data: bytes) -> bytes | None:
         try:
-            return self._unprotect_rtcp(data)
+            return bytes(self._unprotect_rtcp(data, b""))
         except SrtpFailure:
             return None

@@ -109,11 +109,10 @@ class TwccSender:
     egress packet); a slot remembers its unwrapped seq, so a stale slot is never mistaken for a new one.
     """
 
-    __slots__ = ("_cluster", "_ext", "_highest", "_last_sent", "_next", "_ref_ext", "_size", "_state", "_time")
+    __slots__ = ("_cluster", "_ext", "_last_sent", "_next", "_ref_ext", "_size", "_state", "_time")
 
     def __init__(self, initial_seq: int = 0) -> None:
         self._next = initial_seq & 0xFFFF  # extended: we number the packets, so nothing needs unwrapping
-        self._highest: int | None = None  # highest seq sent
         self._ext = [-1] * _RING
         self._time = [0.0] * _RING
         self._size = [0] * _RING
@@ -126,7 +125,6 @@ class TwccSender:
         """The 16-bit seq for the next packet; `on_sent` records it once it has left."""
         ext = self._next
         self._next = ext + 1
-        self._ext[ext & 0xFFFF] = -1  # not sent yet: feedback about it is stale until on_sent
         return ext & 0xFFFF
 
     def on_sent(self, seq: int, size: int, now: float, probe_cluster: int | None = None) -> None:
@@ -138,18 +136,14 @@ class TwccSender:
         self._cluster[seq] = probe_cluster
         self._state[seq] = 0
         self._last_sent = now
-        highest = self._highest
-        if highest is None or ext > highest:
-            self._highest = ext
 
     def on_feedback(self, fb: TransportCc, *, now: float) -> list[PacketResult]:
         """Results for packets this feedback tells us about for the first time (or first as received).
 
         Arrival times are seconds on the receiver's clock, rebuilt from the reference time and deltas.
         """
-        highest = self._highest
-        if highest is None:
-            return []
+        # A slot only matches a packet on_sent recorded, so numbered-but-unsent seqs find nothing.
+        highest = self._next - 1
         ref = fb.reference_time
         if self._ref_ext is None:
             ref_ext = ref
