@@ -2,55 +2,33 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from loadtests.server import Server, start
+from loadtests.server import ROOT, Server, start
 from signalling.config import Config
 from signalling.tokens import mint_token
 from tests.netns import HOST_ADDR
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "RunningServer", "start_server"]
 
 
 @dataclass
-class RunningServer:
+class RunningServer(Server):
     """A `loadtests.server` subprocess with what tests ask of it: REST calls, rooms, tokens, its log."""
 
-    server: Server
     log_path: Path
 
     @property
-    def process(self) -> subprocess.Popen[bytes]:
-        return self.server.process
-
-    @property
-    def host(self) -> str:
-        return self.server.host
-
-    @property
-    def http_port(self) -> int:
-        return self.server.http_port
-
-    @property
-    def udp_port(self) -> int:
-        return self.server.udp_port
-
-    @property
     def api_key(self) -> str:
-        return self.server.key
+        return self.key
 
     @property
     def api_secret(self) -> str:
-        return self.server.secret
-
-    @property
-    def base(self) -> str:
-        return self.server.base
+        return self.secret
 
     @property
     def ws_url(self) -> str:
@@ -75,9 +53,6 @@ class RunningServer:
         return mint_token(api_key=self.api_key, api_secret=self.api_secret, room_id=room_id,
                           participant_id=participant_id, role=role, ttl=300)
 
-    def stop(self) -> None:
-        self.server.stop()
-
 
 def start_server(log_dir: Path, host: str = HOST_ADDR) -> RunningServer:
     """The server with the configuration's defaults (observer limit included), logging JSON at info level;
@@ -85,4 +60,6 @@ def start_server(log_dir: Path, host: str = HOST_ADDR) -> RunningServer:
     log_path = log_dir / "confidant.log"
     env = {"CONFIDANT_LOG_LEVEL": "info", "CONFIDANT_LOG_FORMAT": "json",
            "CONFIDANT_MAX_OBSERVERS": str(Config.max_observers), "CONFIDANT_DRAIN_TIMEOUT": "1"}
-    return RunningServer(start(host, log=log_path, env=env), log_path)
+    server = start(host, log=log_path, env=env)
+    return RunningServer(server.process, server.host, server.http_port, server.udp_port, server.key, server.secret,
+                         log_path)
