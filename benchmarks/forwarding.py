@@ -3,13 +3,18 @@
 A real `confidant` server runs in a subprocess (pinned to one core when the machine has two or more);
 one synthetic publisher replays pre-encoded VP8 (640x480, 30 fps, 1 Mbps by default: the load DESIGN.md
 section 1 measured aiortc's relays under) + Opus through our client-role transport, and N subscribers
-receive without decoding. After a warm-up, the server's CPU time (user +
-system, from /proc via psutil) over the window is divided by the packets it forwarded and received in
-that window (from its /metrics).
+receive without decoding. After a warm-up, the server's CPU time (user + system: the scheduler's runtime
+in ns from /proc, as floor.py reads it) over the window is divided by the packets it forwarded and
+received in that window (from its /metrics).
 
     python benchmarks/forwarding.py                 # N = 1, 4, 10; a table
     python benchmarks/forwarding.py --json -n 10    # one JSON object per N
     python benchmarks/forwarding.py --video-bitrate 500000   # a lighter publisher (fixed costs weigh more)
+    python benchmarks/forwarding.py --floor         # each N also as a ratio to floor.py's CPython floor,
+                                                    # measured right after it under the same traffic
+
+The ratio is the figure to compare across machines and runs: on a small VM the absolute cost per packet
+moves by up to 2x with how busy the host is, and the floor moves with it.
 
 Runs on loopback: our own client transport needs no interface address, so no root is needed.
 """
@@ -32,6 +37,8 @@ import psutil
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks import floor
+from benchmarks.floor import cpu_seconds
 from client.media import load_clip
 from client.replay import ReplaySession
 from loadtests.server import start as start_server
@@ -52,6 +59,8 @@ class Result:
     us_per_ingress_packet: float
     subscriber_loss_fraction: float
     rss_mb: float
+    floor_us_per_egress_packet: float | None = None  # floor.py's py-srtp at the same N, with --floor
+    ratio_to_floor: float | None = None
 
 
 def metric_sum(text: str, name: str) -> float:
@@ -76,7 +85,7 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, 
     server = start_server(HOST, env={"CONFIDANT_MAX_OBSERVERS": str(max_observers)}, cpu=1 if pin else None)
     sessions: list[ReplaySession] = []
     try:
-        proc = psutil.Process(server.process.pid)
+        pid = server.process.pid
         if pin:
             os.sched_setaffinity(0, {0})
         base = server.base
@@ -111,15 +120,15 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, 
             # the metrics (a few ms) is not counted as forwarding; the packets the scrapes count differ by
             # what the server forwards during one render, well under 0.1 % of a 10 s window.
             fwd0, rcv0 = await scrape(http, base)
-            cpu0 = sum(proc.cpu_times()[:2])
+            cpu0 = cpu_seconds(pid)
             got0 = [s.media.totals() for s in subscribers]
             t0 = time.monotonic()
             await asyncio.sleep(seconds)
-            cpu1 = sum(proc.cpu_times()[:2])
+            cpu1 = cpu_seconds(pid)
             elapsed = time.monotonic() - t0
             fwd1, rcv1 = await scrape(http, base)
             got1 = [s.media.totals() for s in subscribers]
-            rss = proc.memory_info().rss / 1e6
+            rss = psutil.Process(pid).memory_info().rss / 1e6
         cpu = cpu1 - cpu0
         egress, ingress = fwd1 - fwd0, rcv1 - rcv0
         delivered = sum(b["packets"] - a["packets"] for a, b in zip(got0, got1))
@@ -145,21 +154,35 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rooms", type=int, default=1, help="rooms, each with one publisher and N subscribers")
     parser.add_argument("--video-bitrate", type=int, default=1_000_000, help="the publisher's VP8 rate (bit/s)")
+    parser.add_argument("--floor", action="store_true",
+                        help="after each N, floor.py's py-srtp forwarder at the same N (one room only)")
     parser.add_argument("--json", action="store_true", help="one JSON object per N")
     args = parser.parse_args()
+    if args.floor and args.rooms != 1:
+        parser.error("--floor compares one room with one minimal forwarder")
     ns = args.subscribers or [1, 4, 10]
-    results = [asyncio.run(run_one(n, warmup=args.warmup, seconds=args.seconds, max_observers=max(ns),
-                                   rooms=args.rooms, video_bitrate=args.video_bitrate)) for n in ns]
+    results = []
+    for n in ns:
+        r = asyncio.run(run_one(n, warmup=args.warmup, seconds=args.seconds, max_observers=max(ns),
+                                rooms=args.rooms, video_bitrate=args.video_bitrate))
+        if args.floor:
+            base = floor.run_one("py-srtp", n, load_clip(video_bitrate=args.video_bitrate), binary=None,
+                                 warmup=2.0, seconds=args.seconds)
+            r.floor_us_per_egress_packet = base.us_per_egress_packet
+            r.ratio_to_floor = round(r.us_per_egress_packet / base.us_per_egress_packet, 2)
+        results.append(r)
     if args.json:
         for r in results:
             print(json.dumps(asdict(r)))
         return
+    floor_head = f" {'floor us/egr':>12} {'x floor':>7}" if args.floor else ""
     print(f"{'N':>3} {'rooms':>5} {'ingress pps':>11} {'egress pps':>10} {'server CPU':>10} {'us/egress':>9} "
-          f"{'us/ingress':>10} {'sub loss':>8} {'RSS MB':>7}")
+          f"{'us/ingress':>10} {'sub loss':>8} {'RSS MB':>7}{floor_head}")
     for r in results:
+        floor_cols = f" {r.floor_us_per_egress_packet:>12.1f} {r.ratio_to_floor:>7.2f}" if args.floor else ""
         print(f"{r.subscribers:>3} {r.rooms:>5} {r.ingress_pps:>11.0f} {r.egress_pps:>10.0f} {r.server_cpu_fraction:>9.1%} "
               f"{r.us_per_egress_packet:>9.1f} {r.us_per_ingress_packet:>10.1f} {r.subscriber_loss_fraction:>8.2%} "
-              f"{r.rss_mb:>7.1f}")
+              f"{r.rss_mb:>7.1f}{floor_cols}")
 
 
 if __name__ == "__main__":
