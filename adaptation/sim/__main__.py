@@ -24,14 +24,26 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="override the prober's back-off cap (DESIGN.md says 60 s; the default is 4 s)",
     )
+    parser.add_argument(
+        "--probe-duration",
+        type=float,
+        metavar="S",
+        help="override the shortest probe cluster (default 15 ms, libwebrtc's; the media plane runs 0.1, "
+        "sfu/downlink.py LIVE_CONFIG)",
+    )
+    parser.add_argument("--seed", type=int, help="override the profile's seed (publisher noise, jitter, loss)")
     args = parser.parse_args(argv)
     try:
         profile = load(args.profile)
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
+    if args.seed is not None:
+        profile = replace(profile, seed=args.seed)
     config = ControllerConfig()
     if args.probe_backoff_max is not None:
         config = replace(config, prober=replace(config.prober, backoff_max_s=args.probe_backoff_max))
+    if args.probe_duration is not None:
+        config = replace(config, prober=replace(config.prober, min_duration_s=args.probe_duration))
     result = simulate(profile, config=config)
     summary = metrics(result)
     if args.json:

@@ -102,6 +102,19 @@ def test_json_output_and_profile_file(tmp_path: Path, capsys: pytest.CaptureFixt
     assert out["profile"] == "mine" and out["flows"] == 2 and len(out["per_flow"]) == 2
 
 
+def test_seed_and_probe_duration_overrides_reach_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    def run_cli(*extra: str) -> dict[str, Any]:
+        assert main(["rfc8867-5.3", "--json", *extra]) == 0
+        out: dict[str, Any] = json.loads(capsys.readouterr().out)
+        return out
+
+    base = run_cli()
+    assert base == run_cli("--seed", "1")  # the profile's own seed
+    assert run_cli("--seed", "2") != base  # other publisher noise and jitter
+    # The media plane's 100 ms clusters cost more queueing than libwebrtc's 15 ms ones on this profile.
+    assert run_cli("--probe-duration", "0.1")["queue_delay_p95_ms"] != base["queue_delay_p95_ms"]
+
+
 def test_profile_file_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"capacity_kbps": [[5, 1000]]}))
