@@ -10,6 +10,11 @@ from typing import Any
 
 import aiohttp
 
+# How long close() waits for the server's side of the closing handshake, and then for the reader to end: a
+# peer that never answers our close frame must not hang the caller (aiohttp's own wait is unbounded while
+# another task is reading).
+CLOSE_TIMEOUT = 5.0
+
 
 class ProtocolError(Exception):
     """The server answered a request with `{"type": "error"}`."""
@@ -120,9 +125,10 @@ class SignallingClient:
 
     async def close(self) -> None:
         if self._ws is not None:
-            await self._ws.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
         if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await self._reader
+            with contextlib.suppress(Exception):  # TimeoutError included: the reader is then cancelled
+                await asyncio.wait_for(self._reader, CLOSE_TIMEOUT)
         if self._own_session and self._session is not None:
             await self._session.close()
