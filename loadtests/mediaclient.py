@@ -34,6 +34,9 @@ from client.media import Clip, load_clip
 from client.replay import ReplayParticipant, ReplaySession
 
 FIRST_MEDIA_TIMEOUT = 10.0
+# A churning client stays this long (uniformly). It always stays the minimum, even past the session's hold:
+# a visit cut to nothing at the end of the hold measured an empty window and read as "no media".
+CHURN_STAY_S = (2.0, 5.0)
 Emit = Callable[..., None]
 
 # Scenario -> (room kind, roles in joining order). The therapist joins first, as in a real session.
@@ -226,9 +229,12 @@ async def run_session(rest: Rest, clip: Clip, *, scenario: str, hold: float, hos
         n = 0
         while loop.time() < end:
             if scenario == "churn":
+                if end - loop.time() < CHURN_STAY_S[0]:  # no time for another full visit
+                    await asyncio.sleep(max(0.0, end - loop.time()))
+                    continue
                 n += 1
                 churner = await session.enter("client", f"churn{n}")
-                await asyncio.sleep(min(rng.uniform(2.0, 5.0), max(0.0, end - loop.time())))
+                await asyncio.sleep(rng.uniform(*CHURN_STAY_S))
                 if churner is not None:
                     await session.leave(churner)
             else:
