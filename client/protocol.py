@@ -76,8 +76,12 @@ class SignallingClient:
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        await self.send_raw({**message, "id": request_id})
-        reply = await asyncio.wait_for(future, timeout)
+        try:
+            async with asyncio.timeout(timeout):  # the send too: a stalled socket must not hang the caller
+                await self.send_raw({**message, "id": request_id})
+                reply = await future
+        finally:
+            self._pending.pop(request_id, None)
         if reply.get("type") == "error":
             raise ProtocolError(reply.get("code", "?"), reply.get("message", ""))
         return reply

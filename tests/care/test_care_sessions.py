@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 MEDIA_REPORTS = {"quality", "participant_quality", "track_paused", "track_resumed", "layer_changed", "audio_only",
                  "participant_audio_only"}  # measurements, not consequences of a control
+CLOSE_TIMEOUT = 30.0  # each participant's close is bounded (leave 5 s, socket close 5 s, reader 5 s)
 IN_FLIGHT = 0.1  # packets the server sent before it paused may still be on the loopback wire
 
 
@@ -52,7 +53,15 @@ class Session:
         return p
 
     async def close(self) -> None:
-        await asyncio.gather(*(p.close() for p in self.people), return_exceptions=True)
+        closing = [asyncio.ensure_future(p.close()) for p in self.people]
+        if not closing:
+            return
+        done, hung = await asyncio.wait(closing, timeout=CLOSE_TIMEOUT)
+        for task in done:
+            task.exception()  # retrieved: a failed close is the test's business, not a warning at exit
+        if hung:  # say where, instead of a bare pytest-timeout in teardown
+            stacks = [f"{task.get_coro()}: {task.get_stack(limit=8)}" for task in asyncio.all_tasks()]
+            raise AssertionError(f"{len(hung)} participants did not close in {CLOSE_TIMEOUT} s; tasks: {stacks}")
 
 
 @pytest.fixture
