@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from client.aiortc_participant import AiortcParticipant
-from client.media import Clip, load_clip
+from client.media import Clip
 from client.protocol import ProtocolError
 from tests.care.conftest import RECONNECT_GRACE
 from tests.care.participants import CareParticipant, event, token, wait_for
@@ -21,11 +21,6 @@ MEDIA_REPORTS = {"quality", "participant_quality", "track_paused", "track_resume
                  "participant_audio_only"}  # measurements, not consequences of a control
 CLOSE_TIMEOUT = 30.0  # each participant's close is bounded (leave 5 s, socket close 5 s, reader 5 s)
 IN_FLIGHT = 0.1  # packets the server sent before it paused may still be on the loopback wire
-
-
-@pytest.fixture(scope="module")
-def clip() -> Clip:
-    return load_clip(seconds=4, width=320, height=240, video_bitrate=300_000)
 
 
 class Session:

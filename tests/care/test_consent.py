@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from client.media import Clip, load_clip
+from client.media import Clip
+from tests.care.conftest import care_server
 from tests.care.participants import CareParticipant, event, token, wait_for
-from tests.integration.server import RunningServer, start_server
+from tests.integration.server import RunningServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -29,17 +30,9 @@ CLOSE_TRANSPORT = 4002  # docs/protocol.md: the media transport closed
 
 @pytest.fixture(scope="module")
 def confidant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CONFIDANT_CONSENT_TIMEOUT", str(CONSENT_TIMEOUT))
-        env.setenv("CONFIDANT_RECONNECT_GRACE", str(RECONNECT_GRACE))
-        server = start_server(tmp_path_factory.mktemp("consent"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def clip() -> Clip:
-    return load_clip(seconds=4, width=320, height=240, video_bitrate=300_000)
+    with care_server(tmp_path_factory.mktemp("consent"), consent_timeout=str(CONSENT_TIMEOUT),
+                     reconnect_grace=str(RECONNECT_GRACE)) as server:
+        yield server
 
 
 class PathCut:
