@@ -38,7 +38,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import floor
-from benchmarks.floor import cpu_seconds
 from client.media import load_clip
 from client.replay import ReplaySession
 from loadtests.server import start as start_server
@@ -120,11 +119,11 @@ async def run_one(n: int, *, warmup: float, seconds: float, max_observers: int, 
             # the metrics (a few ms) is not counted as forwarding; the packets the scrapes count differ by
             # what the server forwards during one render, well under 0.1 % of a 10 s window.
             fwd0, rcv0 = await scrape(http, base)
-            cpu0 = cpu_seconds(pid)
+            cpu0 = floor.cpu_seconds(pid)
             got0 = [s.media.totals() for s in subscribers]
             t0 = time.monotonic()
             await asyncio.sleep(seconds)
-            cpu1 = cpu_seconds(pid)
+            cpu1 = floor.cpu_seconds(pid)
             elapsed = time.monotonic() - t0
             fwd1, rcv1 = await scrape(http, base)
             got1 = [s.media.totals() for s in subscribers]
