@@ -1,7 +1,8 @@
 """A participant on aiortc: publishes a synthetic camera and microphone, subscribes by answering offers,
-and counts what it really decodes per remote track (frames with timestamps, sizes, audio frames).
+and counts what it really decodes per remote track (frames with timestamps, sizes, seconds of sound).
 
-Frames are small (320x240 by default) so that a family session of 7 participants in one process stays cheap.
+Frames are small (320x240 by default) to keep many participants on two cores cheap. The camera and
+microphone encode live (and answer PLI), or, with `pre_encoded`, replay a loop aiortc's encoders made once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import fractions
 import json
+import math
 import socket
 import sys
 import time
@@ -19,9 +21,17 @@ from typing import Any
 
 import numpy as np
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError, MediaStreamTrack, VideoStreamTrack
-from av import AudioFrame, VideoFrame
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
+from aiortc.mediastreams import (
+    AUDIO_PTIME,
+    VIDEO_TIME_BASE,
+    MediaStreamError,
+    MediaStreamTrack,
+    VideoStreamTrack,
+)
+from av import AudioFrame, CodecContext, Packet, VideoFrame
 
+from client import inline_decode
 from client.protocol import SignallingClient
 
 
@@ -54,21 +64,22 @@ class SyntheticCamera(VideoStreamTrack):
 
 
 class SyntheticMicrophone(MediaStreamTrack):
-    """A quiet sine tone at a frequency distinct per participant, 20 ms frames at 48 kHz."""
+    """A quiet sine tone at a frequency distinct per participant, `ptime` frames (20 ms) at 48 kHz."""
 
     kind = "audio"
     RATE = 48000
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, ptime: float = AUDIO_PTIME) -> None:
         super().__init__()
         self.freq = 200.0 + 50.0 * (seed % 16)  # a whole number of periods per second: one second loops
-        self._samples = int(AUDIO_PTIME * self.RATE)
+        self._samples = int(ptime * self.RATE)
         t = np.arange(self.RATE) / self.RATE
         self._second = (3000 * np.sin(2 * np.pi * self.freq * t)).astype(np.int16)
         self._ts = 0
         self._start: float | None = None
 
-    async def recv(self) -> AudioFrame:
+    async def _next_pts(self) -> int:
+        """Wait until the next frame is due in real time; its timestamp in samples."""
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
@@ -76,6 +87,10 @@ class SyntheticMicrophone(MediaStreamTrack):
         else:
             self._ts += self._samples
             await asyncio.sleep(max(0.0, self._start + self._ts / self.RATE - time.time()))
+        return self._ts
+
+    async def recv(self) -> AudioFrame:
+        await self._next_pts()
         offset = self._ts % self.RATE
         pcm = self._second[offset : offset + self._samples].reshape(1, -1)
         frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
@@ -83,6 +98,72 @@ class SyntheticMicrophone(MediaStreamTrack):
         frame.pts = self._ts
         frame.time_base = fractions.Fraction(1, self.RATE)
         return frame
+
+
+class _PreEncodedLoop:
+    """One second of a synthetic track encoded once by aiortc's own encoder, replayed in a loop as packets.
+
+    aiortc's sender packetises an `av.Packet` as it is (`Encoder.pack`), so a publisher replaying these
+    does no encoding, no resampling and no audio-level computation at run time, and is as cheap as a
+    publisher can be while still being aiortc's RTP sender. Each loop starts with a keyframe, so a new
+    subscriber decodes within a second without the publisher honouring PLI.
+    """
+
+    def __init__(self, payloads: list[bytes], time_base: fractions.Fraction) -> None:
+        self.payloads, self.time_base = payloads, time_base
+        self._n = 0
+
+    def next(self, pts: int) -> Packet[Any]:
+        packet = Packet(self.payloads[self._n % len(self.payloads)])
+        self._n += 1
+        packet.pts, packet.time_base = pts, self.time_base
+        return packet
+
+
+class PreEncodedCamera(SyntheticCamera):
+    """`SyntheticCamera`'s images, VP8-encoded once (one second, keyframe first) and replayed."""
+
+    def __init__(self, seed: int, width: int = 320, height: int = 240) -> None:
+        super().__init__(seed, width, height)
+        encoder, frames = Vp8Encoder(), []
+        for n, image in enumerate(self._images):
+            frame = VideoFrame.from_ndarray(image, format="yuv420p")
+            frame.pts, frame.time_base = n * 3000, VIDEO_TIME_BASE
+            payloads, _ = encoder.encode(frame, force_keyframe=n == 0)
+            frames.append(b"".join(vp8_depayload(p) for p in payloads))
+        self._replay = _PreEncodedLoop(frames, VIDEO_TIME_BASE)
+
+    async def recv(self) -> Packet[Any]:  # type: ignore[override]
+        pts, _ = await self.next_timestamp()
+        return self._replay.next(pts)
+
+
+class PreEncodedMicrophone(SyntheticMicrophone):
+    """`SyntheticMicrophone`'s tone, Opus-encoded once (a whole number of seconds of `ptime` packets,
+    32 kbit/s mono voip, as browsers send) and replayed. Opus allows 2.5 to 120 ms per packet (RFC 7587); 60 ms sends a third
+    of the packets of 20 ms, for the same seconds of audio."""
+
+    def __init__(self, seed: int, ptime: float = AUDIO_PTIME) -> None:
+        super().__init__(seed, ptime)
+        encoder = CodecContext.create("libopus", "w")
+        encoder.bit_rate, encoder.format, encoder.layout = 32_000, "s16", "mono"
+        encoder.sample_rate, encoder.time_base = self.RATE, fractions.Fraction(1, self.RATE)
+        encoder.options = {"application": "voip", "frame_duration": f"{ptime * 1000:g}"}
+        count = math.lcm(self.RATE, self._samples) // self._samples  # packets in a whole number of seconds
+        packets: list[bytes] = []
+        pts = 0
+        while len(packets) < count:  # the encoder's lookahead delays its first packet
+            offset = pts % self.RATE
+            frame = AudioFrame.from_ndarray(self._second[offset : offset + self._samples].reshape(1, -1),
+                                            format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = self.RATE, pts, fractions.Fraction(1, self.RATE)
+            packets.extend(bytes(p) for p in encoder.encode(frame))
+            pts += self._samples
+        del packets[count:]
+        self._replay = _PreEncodedLoop(packets, fractions.Fraction(1, self.RATE))
+
+    async def recv(self) -> Packet[Any]:  # type: ignore[override]
+        return self._replay.next(await self._next_pts())
 
 
 @dataclass
@@ -94,12 +175,19 @@ class RemoteTrackStats:
     kind: str
     frames: int = 0
     times: list[float] = field(default_factory=list)  # monotonic arrival time of each decoded frame
+    durations: list[float] = field(default_factory=list)  # audio: seconds of sound in each decoded frame
     sizes: set[tuple[int, int]] = field(default_factory=set)
 
     def fps(self, window: float, *, now: float | None = None) -> float:
         """Decoded frames per second over the last `window` seconds."""
         end = time.monotonic() if now is None else now
         return sum(1 for t in self.times if t >= end - window) / window
+
+    def audio_ms_per_s(self, window: float, *, now: float | None = None) -> float:
+        """Milliseconds of sound decoded per second over the last `window` seconds (1000: nothing lost),
+        whatever the sender's packet duration."""
+        end = time.monotonic() if now is None else now
+        return 1000 * sum(d for t, d in zip(self.times, self.durations, strict=True) if t >= end - window) / window
 
     def last_frame_age(self) -> float:
         return time.monotonic() - self.times[-1] if self.times else float("inf")
@@ -124,12 +212,14 @@ def _set_rcvbuf(pc: RTCPeerConnection, size: int) -> None:
 class AiortcParticipant:
     def __init__(self, url: str, token: str, *, seed: int = 0, publish: bool = True,
                  width: int = 320, height: int = 240, video_size: tuple[int, int] | None = None,
-                 rcvbuf: int | None = None) -> None:
+                 rcvbuf: int | None = None, pre_encoded: bool = False, audio_ptime: float = AUDIO_PTIME) -> None:
         self.signalling = SignallingClient(url)
         self.token = token
         self.seed = seed
         self.publish_media = publish
         self.size = (width, height)
+        self.pre_encoded = pre_encoded  # replay encoded-once media instead of encoding live (no PLI response)
+        self.audio_ptime = audio_ptime  # seconds of sound per Opus packet, when pre-encoded
         # Adaptive stream (docs/protocol.md 4.6a): the tile size each received video is shown at, so that
         # the server forwards a small simulcast layer; None: no preference (the top layer).
         self.video_size = video_size
@@ -161,8 +251,13 @@ class AiortcParticipant:
 
     async def publish(self) -> None:
         pc = self._pub = RTCPeerConnection(_configuration())
-        pc.addTransceiver(SyntheticMicrophone(self.seed), direction="sendonly")
-        pc.addTransceiver(SyntheticCamera(self.seed, *self.size), direction="sendonly")
+        if self.pre_encoded:
+            microphone: MediaStreamTrack = PreEncodedMicrophone(self.seed, self.audio_ptime)
+            camera: MediaStreamTrack = PreEncodedCamera(self.seed, *self.size)
+        else:
+            microphone, camera = SyntheticMicrophone(self.seed), SyntheticCamera(self.seed, *self.size)
+        pc.addTransceiver(microphone, direction="sendonly")
+        pc.addTransceiver(camera, direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         reply = await self.signalling.publish(pc.localDescription.sdp)
         self.published = reply["tracks"]
@@ -213,12 +308,15 @@ class AiortcParticipant:
                 stats.times.append(time.monotonic())
                 if isinstance(frame, VideoFrame):
                     stats.sizes.add((frame.width, frame.height))
+                elif isinstance(frame, AudioFrame):
+                    stats.durations.append(frame.samples / frame.sample_rate)
 
     def summary(self, window: float = 10.0) -> dict[str, dict[str, Any]]:
         """Per remote track: participant, kind, frames, fps over `window`, sizes, active per the last offer."""
         return {
             tid: {"participant_id": s.participant_id, "kind": s.kind, "frames": s.frames,
-                  "fps": round(s.fps(window), 1), "sizes": sorted(s.sizes), "active": tid in self.active_tracks}
+                  "fps": round(s.fps(window), 1), "sizes": sorted(s.sizes), "active": tid in self.active_tracks,
+                  "audio_ms_per_s": round(s.audio_ms_per_s(window)) if s.kind == "audio" else None}
             for tid, s in self.stats.items()
         }
 
@@ -244,10 +342,15 @@ class AiortcParticipant:
 
 async def _run_process(args: argparse.Namespace) -> None:
     """One participant per process: join, wait until every expected peer's audio and video decode, report
-    the per-track summary over `--window` seconds as one JSON line, then stay until stdin closes."""
+    the per-track summary over `--window` seconds as one JSON line, then stay until stdin closes.
+
+    Decoders run on the event loop (`client.inline_decode`): with several participant processes per core,
+    aiortc's thread per received track costs more than the decoding."""
+    inline_decode.install()
     w, _, h = args.video_size.partition("x")
     p = AiortcParticipant(args.url, args.token, seed=args.seed, width=args.width, height=args.height,
-                          video_size=(int(w), int(h)) if args.video_size else None, rcvbuf=args.rcvbuf)
+                          video_size=(int(w), int(h)) if args.video_size else None, rcvbuf=args.rcvbuf,
+                          pre_encoded=args.pre_encoded, audio_ptime=args.audio_ptime / 1000)
     await p.join()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.wait
@@ -275,6 +378,10 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--video-size", default="", help="WxH tile each received video is shown at")
+    parser.add_argument("--pre-encoded", action="store_true",
+                        help="replay media encoded once at start instead of encoding live (cheap; ignores PLI)")
+    parser.add_argument("--audio-ptime", type=float, default=AUDIO_PTIME * 1000,
+                        help="milliseconds of sound per Opus packet, with --pre-encoded (20, 40, 60...)")
     parser.add_argument("--rcvbuf", type=int, default=None, help="SO_RCVBUF of its media sockets (bytes)")
     asyncio.run(_run_process(parser.parse_args()))
 
