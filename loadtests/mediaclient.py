@@ -37,6 +37,8 @@ FIRST_MEDIA_TIMEOUT = 10.0
 # A churning client stays this long (uniformly). It always stays the minimum, even past the session's hold:
 # a visit cut to nothing at the end of the hold measured an empty window and read as "no media".
 CHURN_STAY_S = (2.0, 5.0)
+# The last window of a participant, when it leaves or the session ends, is reported only if at least this long.
+MIN_FINAL_WINDOW_S = 0.5
 Emit = Callable[..., None]
 
 # Scenario -> (room kind, roles in joining order). The therapist joins first, as in a real session.
@@ -68,6 +70,16 @@ class LoadParticipant(ReplaySession):
     @property
     def participant(self) -> ReplayParticipant:
         return self.media
+
+
+def describe_links(p: LoadParticipant) -> str:
+    """Where a participant's media stands, for a failure message: each link's state, offers answered."""
+    states = []
+    for link in (p.media.publish_link, p.media.subscribe_link):
+        state = "unopened" if link.transport is None else link.transport.state.name.lower()
+        states.append(f"{link.name} {state}")
+    closed = f", closed {p.media.closed_reason}" if p.media.closed_reason else ""
+    return f"{', '.join(states)}, {p.offers_answered} offers answered{closed}"
 
 
 def is_waiting(joined: dict[str, Any]) -> bool:
@@ -170,7 +182,7 @@ class Session:
                 self.windows[id(p)] = snapshot(p)
                 return True
             await asyncio.sleep(0.01)
-        self.emit("first_media_ms", FIRST_MEDIA_TIMEOUT * 1000, error="no media within 10 s")
+        self.emit("first_media_ms", FIRST_MEDIA_TIMEOUT * 1000, error=f"no media within 10 s ({describe_links(p)})")
         return False
 
     async def enter(self, role: str, pid: str) -> LoadParticipant | None:
@@ -189,6 +201,8 @@ class Session:
         if start is None:
             return
         end = snapshot(p)
+        if final and end.at - start.at < MIN_FINAL_WINDOW_S:
+            return  # a periodic report just covered this; a window of nothing would read as "no media"
         seconds = max(1e-3, end.at - start.at)
         packets, lost = end.packets - start.packets, end.lost - start.lost
         self.emit("received_kbps", (end.bytes - start.bytes) * 8 / seconds / 1000, end.bytes - start.bytes,
