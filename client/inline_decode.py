@@ -21,6 +21,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+import aiortc
 import av
 from aiortc import rtcrtpreceiver
 from aiortc.codecs import get_decoder
@@ -76,5 +77,8 @@ class _InlineDecoderThread:
 def install() -> None:
     """Make every aiortc receiver created from now on decode on the event loop (idempotent)."""
     receiver_module: Any = rtcrtpreceiver
+    if not all(hasattr(receiver_module, name) for name in ("decoder_worker", "threading", "queue")):
+        raise RuntimeError(f"aiortc {aiortc.__version__} no longer decodes in a thread per receiver as 1.x "
+                           "did; client.inline_decode needs updating")
     receiver_module.threading = SimpleNamespace(Thread=_InlineDecoderThread, Event=threading.Event)
     receiver_module.queue = SimpleNamespace(Queue=_InlineDecoderQueue)
