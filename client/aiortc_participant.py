@@ -101,7 +101,8 @@ class SyntheticMicrophone(MediaStreamTrack):
 
 
 class _PreEncodedLoop:
-    """One second of a synthetic track encoded once by aiortc's own encoder, replayed in a loop as packets.
+    """A whole number of seconds of a synthetic track, encoded once by aiortc's own encoder, replayed in a
+    loop as packets.
 
     aiortc's sender packetises an `av.Packet` as it is (`Encoder.pack`), so a publisher replaying these
     does no encoding, no resampling and no audio-level computation at run time, and is as cheap as a
@@ -140,8 +141,8 @@ class PreEncodedCamera(SyntheticCamera):
 
 class PreEncodedMicrophone(SyntheticMicrophone):
     """`SyntheticMicrophone`'s tone, Opus-encoded once (a whole number of seconds of `ptime` packets,
-    32 kbit/s mono voip, as browsers send) and replayed. Opus allows 2.5 to 120 ms per packet (RFC 7587); 60 ms sends a third
-    of the packets of 20 ms, for the same seconds of audio."""
+    32 kbit/s mono voip, as browsers send) and replayed. Opus allows 2.5 to 120 ms per packet (RFC 7587);
+    60 ms sends a third of the packets of 20 ms for the same seconds of sound."""
 
     def __init__(self, seed: int, ptime: float = AUDIO_PTIME) -> None:
         super().__init__(seed, ptime)
@@ -175,7 +176,7 @@ class RemoteTrackStats:
     kind: str
     frames: int = 0
     times: list[float] = field(default_factory=list)  # monotonic arrival time of each decoded frame
-    durations: list[float] = field(default_factory=list)  # audio: seconds of sound in each decoded frame
+    durations: list[float] = field(default_factory=list)  # seconds of sound in each decoded frame (video: 0)
     sizes: set[tuple[int, int]] = field(default_factory=set)
 
     def fps(self, window: float, *, now: float | None = None) -> float:
@@ -306,10 +307,12 @@ class AiortcParticipant:
                     stats = self.stats[entry[0]] = RemoteTrackStats(entry[0], entry[1], track.kind)
                 stats.frames += 1
                 stats.times.append(time.monotonic())
-                if isinstance(frame, VideoFrame):
-                    stats.sizes.add((frame.width, frame.height))
-                elif isinstance(frame, AudioFrame):
+                if isinstance(frame, AudioFrame):
                     stats.durations.append(frame.samples / frame.sample_rate)
+                else:
+                    stats.durations.append(0.0)
+                    if isinstance(frame, VideoFrame):
+                        stats.sizes.add((frame.width, frame.height))
 
     def summary(self, window: float = 10.0) -> dict[str, dict[str, Any]]:
         """Per remote track: participant, kind, frames, fps over `window`, sizes, active per the last offer."""
