@@ -57,14 +57,13 @@ import psutil
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from client.media import Clip, load_clip
+from client.media import AUDIO_CLOCK, AUDIO_PTIME, VIDEO_CLOCK, Clip, load_clip
+from client.replay import AUDIO_PT, VIDEO_PT
 
 HOST = "127.0.0.1"
 FORWARDERS = ("c-sendto", "c-sendmmsg", "py-srtp", "py-srtp-asyncio")
 C_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor_forwarder.c")
-AUDIO_PT, VIDEO_PT = 111, 96  # as client/replay.py
 AUDIO_SSRC, VIDEO_SSRC = 0x0A0D_10AA, 0x0F1D_E0BB
-AUDIO_PTIME, AUDIO_CLOCK, VIDEO_CLOCK = 0.02, 48_000, 90_000
 RECV_BUFFER = 4 << 20
 
 

@@ -161,12 +161,12 @@ def main() -> None:
         parser.error("--floor compares one room with one minimal forwarder")
     ns = args.subscribers or [1, 4, 10]
     results = []
+    floor_clip = load_clip(video_bitrate=args.video_bitrate) if args.floor else None
     for n in ns:
         r = asyncio.run(run_one(n, warmup=args.warmup, seconds=args.seconds, max_observers=max(ns),
                                 rooms=args.rooms, video_bitrate=args.video_bitrate))
-        if args.floor:
-            base = floor.run_one("py-srtp", n, load_clip(video_bitrate=args.video_bitrate), binary=None,
-                                 warmup=2.0, seconds=args.seconds)
+        if floor_clip is not None:
+            base = floor.run_one("py-srtp", n, floor_clip, binary=None, warmup=2.0, seconds=args.seconds)
             r.floor_us_per_egress_packet = base.us_per_egress_packet
             r.ratio_to_floor = round(r.us_per_egress_packet / base.us_per_egress_packet, 2)
         results.append(r)
