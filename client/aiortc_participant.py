@@ -89,15 +89,15 @@ class SyntheticMicrophone(MediaStreamTrack):
             await asyncio.sleep(max(0.0, self._start + self._ts / self.RATE - time.time()))
         return self._ts
 
-    async def recv(self) -> AudioFrame:
-        await self._next_pts()
-        offset = self._ts % self.RATE
-        pcm = self._second[offset : offset + self._samples].reshape(1, -1)
+    def _frame(self, pts: int) -> AudioFrame:
+        """The tone from sample `pts` on, one `ptime` long (wrapping around the second it loops)."""
+        pcm = self._second.take(np.arange(pts, pts + self._samples), mode="wrap").reshape(1, -1)
         frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = self.RATE
-        frame.pts = self._ts
-        frame.time_base = fractions.Fraction(1, self.RATE)
+        frame.sample_rate, frame.pts, frame.time_base = self.RATE, pts, fractions.Fraction(1, self.RATE)
         return frame
+
+    async def recv(self) -> AudioFrame:
+        return self._frame(await self._next_pts())
 
 
 class _PreEncodedLoop:
@@ -154,11 +154,7 @@ class PreEncodedMicrophone(SyntheticMicrophone):
         packets: list[bytes] = []
         pts = 0
         while len(packets) < count:  # the encoder's lookahead delays its first packet
-            offset = pts % self.RATE
-            frame = AudioFrame.from_ndarray(self._second[offset : offset + self._samples].reshape(1, -1),
-                                            format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = self.RATE, pts, fractions.Fraction(1, self.RATE)
-            packets.extend(bytes(p) for p in encoder.encode(frame))
+            packets.extend(bytes(p) for p in encoder.encode(self._frame(pts)))
             pts += self._samples
         del packets[count:]
         self._replay = _PreEncodedLoop(packets, fractions.Fraction(1, self.RATE))
