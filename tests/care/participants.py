@@ -15,6 +15,8 @@ from client.replay import ReplaySession
 from tests.integration.server import RunningServer
 from tests.netns import HOST_ADDR
 
+CLOSE_TIMEOUT = 30.0  # each participant's close is bounded (leave 5 s, socket close 5 s, reader 5 s)
+
 
 class CareParticipant(ReplaySession):
     """A `ReplaySession` that knows which participant each received SSRC belongs to (from the offers'
@@ -109,3 +111,39 @@ def token(server: RunningServer, room: str, pid: str, role: str, name: str | Non
 
     return mint_token(api_key=server.api_key, api_secret=server.api_secret, room_id=room, participant_id=pid,
                       role=role, ttl=ttl, name=name)
+
+
+class Session:
+    """People in one room, closed at the end of the test whatever happens."""
+
+    def __init__(self, server: RunningServer, clip: Clip, room: str) -> None:
+        self.server, self.clip, self.room = server, clip, room
+        self.people: list[CareParticipant] = []
+
+    async def join(self, pid: str, role: str = "client", name: str | None = None,
+                   tok: str | None = None) -> CareParticipant:
+        p = CareParticipant(self.server.ws_url, tok or token(self.server, self.room, pid, role, name), self.clip)
+        self.people.append(p)
+        await p.start()
+        return p
+
+    async def admitted(self, therapist: CareParticipant, pid: str, *, publish: bool = True) -> CareParticipant:
+        """A client who waits, is admitted, then publishes."""
+        p = await self.join(pid)
+        assert p.joined["participant"]["state"] == "waiting"  # type: ignore[index]
+        await therapist.request({"type": "admit", "participant_id": pid})
+        await event(p, "admitted")
+        if publish:
+            await p.publish_media()
+        return p
+
+    async def close(self) -> None:
+        closing = [asyncio.ensure_future(p.close()) for p in self.people]
+        if not closing:
+            return
+        done, hung = await asyncio.wait(closing, timeout=CLOSE_TIMEOUT)
+        for task in done:
+            task.exception()  # retrieved: a failed close is the test's business, not a warning at exit
+        if hung:  # say where, instead of a bare pytest-timeout in teardown
+            stacks = [f"{task.get_coro()}: {task.get_stack(limit=8)}" for task in asyncio.all_tasks()]
+            raise AssertionError(f"{len(hung)} participants did not close in {CLOSE_TIMEOUT} s; tasks: {stacks}")

@@ -12,51 +12,14 @@ from client.aiortc_participant import AiortcParticipant
 from client.media import Clip
 from client.protocol import ProtocolError
 from tests.care.conftest import RECONNECT_GRACE
-from tests.care.participants import CareParticipant, event, token, wait_for
+from tests.care.participants import CareParticipant, Session, event, token, wait_for
 from tests.integration.server import RunningServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 MEDIA_REPORTS = {"quality", "participant_quality", "track_paused", "track_resumed", "layer_changed", "audio_only",
                  "participant_audio_only"}  # measurements, not consequences of a control
-CLOSE_TIMEOUT = 30.0  # each participant's close is bounded (leave 5 s, socket close 5 s, reader 5 s)
 IN_FLIGHT = 0.1  # packets the server sent before it paused may still be on the loopback wire
-
-
-class Session:
-    """People in one room, closed at the end of the test whatever happens."""
-
-    def __init__(self, server: RunningServer, clip: Clip, room: str) -> None:
-        self.server, self.clip, self.room = server, clip, room
-        self.people: list[CareParticipant] = []
-
-    async def join(self, pid: str, role: str = "client", name: str | None = None,
-                   tok: str | None = None) -> CareParticipant:
-        p = CareParticipant(self.server.ws_url, tok or token(self.server, self.room, pid, role, name), self.clip)
-        self.people.append(p)
-        await p.start()
-        return p
-
-    async def admitted(self, therapist: CareParticipant, pid: str, *, publish: bool = True) -> CareParticipant:
-        """A client who waits, is admitted, then publishes."""
-        p = await self.join(pid)
-        assert p.joined["participant"]["state"] == "waiting"  # type: ignore[index]
-        await therapist.request({"type": "admit", "participant_id": pid})
-        await event(p, "admitted")
-        if publish:
-            await p.publish_media()
-        return p
-
-    async def close(self) -> None:
-        closing = [asyncio.ensure_future(p.close()) for p in self.people]
-        if not closing:
-            return
-        done, hung = await asyncio.wait(closing, timeout=CLOSE_TIMEOUT)
-        for task in done:
-            task.exception()  # retrieved: a failed close is the test's business, not a warning at exit
-        if hung:  # say where, instead of a bare pytest-timeout in teardown
-            stacks = [f"{task.get_coro()}: {task.get_stack(limit=8)}" for task in asyncio.all_tasks()]
-            raise AssertionError(f"{len(hung)} participants did not close in {CLOSE_TIMEOUT} s; tasks: {stacks}")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from client.media import Clip
 from tests.care.conftest import care_server
-from tests.care.participants import CareParticipant, event, token, wait_for
+from tests.care.participants import CareParticipant, Session, event, wait_for
 from tests.integration.server import RunningServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -58,21 +58,19 @@ def media_ports(p: CareParticipant) -> list[int]:
 
 
 @pytest.fixture
-async def people() -> AsyncIterator[list[CareParticipant]]:
-    joined: list[CareParticipant] = []
-    yield joined
-    await asyncio.gather(*(p.close() for p in joined), return_exceptions=True)
+async def session(confidant: RunningServer, clip: Clip) -> AsyncIterator[Session]:
+    s = Session(confidant, clip, await confidant.create_room("couples", waiting_room=False))
+    try:
+        yield s
+    finally:
+        await s.close()
 
 
 async def test_dead_media_path_closes_after_consent_then_rejoin_or_leave(
-    confidant: RunningServer, clip: Clip, people: list[CareParticipant]
+    confidant: RunningServer, session: Session
 ) -> None:
-    room = await confidant.create_room("couples", waiting_room=False)
-
     async def join(pid: str, role: str = "client", tok: str | None = None) -> CareParticipant:
-        p = CareParticipant(confidant.ws_url, tok or token(confidant, room, pid, role), clip)
-        people.append(p)
-        await p.start()
+        p = await session.join(pid, role, tok=tok)
         await p.publish_media()
         return p
 
