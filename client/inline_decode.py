@@ -16,7 +16,6 @@ created after `install()` decodes inline; clients only, never the server (which 
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -25,8 +24,6 @@ import aiortc
 import av
 from aiortc import rtcrtpreceiver
 from aiortc.codecs import get_decoder
-
-logger = logging.getLogger(__name__)
 
 
 class _InlineDecoderQueue:
@@ -54,7 +51,7 @@ class _InlineDecoderQueue:
             frames = self._decoder.decode(encoded_frame)
         except av.FFmpegError as exc:
             # The receiver turns this into a PLI, as with aiortc's thread; the decoder keeps its state.
-            logger.warning("failed to decode %s frame: %s", codec.name, exc)
+            rtcrtpreceiver.logger.warning("failed to decode %s frame: %s", codec.name, exc)  # where aiortc logs it
             self._error.set()
             return
         for frame in frames:
